@@ -1,0 +1,35 @@
+"""The unit of the data path: one decoded image with its number and timestamps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Pixels = npt.NDArray[np.uint8]
+"""An RGB image, shape (height, width, 3), dtype uint8."""
+
+
+@dataclass(slots=True)
+class Frame:
+    """One input frame, as the session and worker see it.
+
+    `index` is the frame's number in its session (1, 2, 3, ... in arrival order).
+    `received_at` is the monotonic time its bytes arrived; `timings_ms` gathers
+    the milliseconds of each hop of the data path (decode, queue, model, encode)
+    so latency can be read off every output.
+    """
+
+    pixels: Pixels
+    index: int
+    received_at: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])

@@ -1,0 +1,67 @@
+"""What every model family provides: its description, warm-up and a batched call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from frames.frame import Pixels
+from models.params import ParamSpec, ParamValue
+
+ModelKind = Literal["img2img", "txt2img", "effect"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model as clients see it: GET /v1/models lists these."""
+
+    id: str
+    description: str
+    kind: ModelKind
+    width: int
+    height: int
+    params: tuple[ParamSpec, ...] = ()
+
+    @property
+    def default_params(self) -> dict[str, ParamValue]:
+        return {spec.name: spec.default for spec in self.params}
+
+
+@dataclass(slots=True)
+class ModelInput:
+    """One session's frame in a batch.
+
+    `state` belongs to the session, not the shared model: a family keeps there
+    what it may reuse on the session's next frame (prompt embeddings, seeded
+    noise, scheduler state). The worker creates it empty and drops it when the
+    session ends; only the worker's thread touches it.
+    """
+
+    pixels: Pixels
+    params: Mapping[str, ParamValue]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Model(Protocol):
+    """A loaded model, owned by exactly one worker thread.
+
+    `run` takes frames at `info.width` x `info.height` and returns one output
+    per input, in order, at the same size. It may raise; the worker reports the
+    error to the sessions of that batch and goes on.
+    """
+
+    info: ModelInfo
+
+    def warmup(self) -> None: ...
+
+    def run(self, batch: Sequence[ModelInput]) -> list[Pixels]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """A registry entry: what the model is, and how to load it."""
+
+    info: ModelInfo
+    load: Callable[[str], Model]
+    """Loads the model onto a device ("cpu", "cuda", "cuda:1"); may take long."""

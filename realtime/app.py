@@ -1,0 +1,120 @@
+"""The Starlette app: its lifespan loads and warms the models; its routes serve them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from models.loading import resolve_device
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from models.base import ModelEntry, ModelInfo
+from models.registry import REGISTRY
+from realtime.config import ServerConfig
+from realtime.server_state import ServerState
+from realtime.websocket import stream_endpoint
+from session.params import SessionParams
+from session.pool import WorkerPool
+from session.worker import ModelWorker
+
+logger = logging.getLogger("realtime.app")
+
+WEB_DEMO = Path(__file__).resolve().parent.parent / "web_demo"
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    registry: Mapping[str, ModelEntry] = REGISTRY,
+    on_load_failed: Callable[[], None] | None = None,
+) -> Starlette:
+    """Build the app. Models load in the background once it starts, so /healthz
+    answers 503 meanwhile; `on_load_failed` is called if one cannot load."""
+    config = config or ServerConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        device = resolve_device(config.device)
+        workers = [
+            ModelWorker(
+                registry[model_id], device, name=f"{model_id}-{n}", max_batch=config.max_batch
+            )
+            for model_id in config.models
+            for n in range(config.workers_per_model)
+        ]
+        state = ServerState(config, registry, WorkerPool(workers, config.max_sessions))
+        app.state.server = state
+        for worker in workers:
+            worker.start()
+        loading = asyncio.create_task(_wait_until_loaded(state, on_load_failed))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/models", list_models),
+        WebSocketRoute("/v1/stream", stream_endpoint),
+        Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _wait_until_loaded(state: ServerState, on_load_failed: Callable[[], None] | None) -> None:
+    for worker in state.pool.workers:
+        if not await asyncio.to_thread(worker.wait_loaded):
+            state.load_error = f"model {worker.model_id!r} failed to load: {worker.load_error}"
+            logger.error("%s", state.load_error)
+            if on_load_failed is not None:
+                on_load_failed()
+            return
+    state.ready.set()
+    logger.info(
+        "ready: serving %s on %s", ", ".join(state.pool.model_ids), state.pool.workers[0].device
+    )
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """200 once every configured model is warm, 503 before (or after a failed load)."""
+    state: ServerState = request.app.state.server
+    status = "ok" if state.ready.is_set() else "failed" if state.load_error else "loading"
+    body: dict[str, object] = {
+        "status": status,
+        "models": {worker.name: worker.is_loaded for worker in state.pool.workers},
+        "sessions": state.pool.session_count,
+        "max_sessions": state.pool.max_sessions,
+    }
+    if state.load_error:
+        body["error"] = state.load_error
+    return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+
+async def list_models(request: Request) -> JSONResponse:
+    state: ServerState = request.app.state.server
+    loaded = {worker.model_id for worker in state.pool.workers if worker.is_loaded}
+    return JSONResponse(
+        [describe_model(entry.info, entry.info.id in loaded) for entry in state.registry.values()]
+    )
+
+
+def describe_model(info: ModelInfo, loaded: bool) -> dict[str, object]:
+    params = SessionParams(info.params)
+    return {
+        "id": info.id,
+        "description": info.description,
+        "kind": info.kind,
+        "width": info.width,
+        "height": info.height,
+        "default_params": params.snapshot(),
+        "params": {name: spec.describe() for name, spec in params.specs.items()},
+        "loaded": loaded,
+    }

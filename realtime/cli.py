@@ -1,0 +1,107 @@
+"""The `realtime` command: `serve` runs the server, `models` lists the registry."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from models.registry import DEFAULT_MODEL, REGISTRY
+from realtime.config import ServerConfig
+
+DEFAULTS = ServerConfig()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="realtime", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="ID",
+        help=f"a model to load and serve; repeatable, the first is the default ({DEFAULT_MODEL})",
+    )
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--max-sessions", type=_positive_int, default=DEFAULTS.max_sessions)
+    serve.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=DEFAULTS.max_message_bytes / 2**20,
+        help="largest WebSocket message in MiB; a larger one closes the session with 1009",
+    )
+    serve.add_argument("--workers-per-model", type=_positive_int, default=1)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    commands.add_parser("models", help="list the models this server can serve")
+
+    args = parser.parse_args(argv)
+    if args.command == "models":
+        return list_models()
+    return serve_forever(args, parser)
+
+
+def list_models() -> int:
+    for entry in REGISTRY.values():
+        info = entry.info
+        print(f"{info.id:<12} {info.kind:<8} {info.width}x{info.height:<6} {info.description}")
+    return 0
+
+
+def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    models = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
+    unknown = [model for model in models if model not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; known models: {', '.join(REGISTRY)}")
+    config = ServerConfig(
+        models=models,
+        device=args.device,
+        max_sessions=args.max_sessions,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        workers_per_model=args.workers_per_model,
+    )
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    # Imported here so that `realtime models` and `--help` answer without loading torch.
+    import uvicorn
+
+    from realtime.app import create_app
+
+    failed = False
+
+    def stop_on_load_failure() -> None:
+        nonlocal failed
+        failed = True
+        server.should_exit = True
+
+    app = create_app(config, on_load_failed=stop_on_load_failure)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            ws="websockets-sansio",
+            ws_max_size=config.max_message_bytes,
+            loop="auto",
+            log_config=None,
+            log_level=args.log_level,
+        )
+    )
+    server.run()
+    return 1 if failed else 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

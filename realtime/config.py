@@ -1,0 +1,25 @@
+"""ServerConfig: every setting of a running server, as the CLI or a test gives them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.registry import DEFAULT_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    """Models loaded and warmed at start; the first is served when a client names none."""
+    device: str = "auto"
+    max_sessions: int = 8
+    """Sessions admitted at once, over all models; one more is refused with close 1013."""
+    max_message_bytes: int = 8 * 2**20
+    """Largest WebSocket message accepted; a larger one closes the session with 1009."""
+    workers_per_model: int = 1
+    max_batch: int = 8
+    """Most sessions' frames a worker runs through its model in one call."""
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0]

@@ -1,0 +1,119 @@
+"""LiveSession: a Session bound to its worker on the event loop.
+
+Every transport drives the data path through this one class, so the path
+reads the same whichever way frames arrive:
+
+    receive_frame: decode (off the loop) -> session.offer_frame -> dispatch
+    dispatch:      session.next_job -> worker.submit
+    worker thread: model -> _on_done (back on the loop) -> session output slot
+    next_output:   wait for the slot -> encode (off the loop) -> transport sends
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
+from frames.frame import Frame
+from session.pool import WorkerPool
+from session.session import Message, Session, SessionState
+from session.worker import JobResult, ModelWorker
+
+
+class LiveSession:
+    """Create with a worker the pool admitted; `close` exactly once when the transport ends."""
+
+    def __init__(self, worker: ModelWorker, pool: WorkerPool) -> None:
+        self.session = Session(uuid.uuid4().hex[:12], worker.entry.info)
+        self.session.pin()
+        self.worker = worker
+        self.pool = pool
+        self._loop = asyncio.get_running_loop()
+        self._output_ready = asyncio.Event()
+        self._released = False
+        self.log = self.session.log
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    async def start(self, model_ready: asyncio.Event) -> Message:
+        """Wait until the pinned model is warm; returns the `ready` message."""
+        await model_ready.wait()
+        return self.session.model_ready()
+
+    async def receive_frame(self, data: bytes) -> Message | None:
+        """An encoded image arrived. Returns an error message to send when it is bad."""
+        received_at = time.perf_counter()
+        index = self.session.number_frame()
+        info = self.session.model
+        try:
+            pixels = await asyncio.to_thread(decode_to_size, data, info.width, info.height)
+        except BadImage as error:
+            self.log.info("bad frame %d: %s", index, error)
+            return self.session.reject_frame(index, str(error))
+        decode_ms = (time.perf_counter() - received_at) * 1000
+        self.session.offer_frame(Frame(pixels, index, received_at, {"decode": decode_ms}))
+        self._dispatch()
+        return None
+
+    def receive_text(self, data: str | bytes) -> Message:
+        """A control message arrived; returns the reply."""
+        reply = self.session.receive_text(data)
+        if reply["type"] == "error":
+            self.log.info("%s", reply["message"])
+        return reply
+
+    async def next_output(self) -> tuple[Message, bytes | None]:
+        """Wait for the newest output; returns its message and, for a frame, its image."""
+        while (output := self.session.next_output()) is None:
+            self._output_ready.clear()
+            await self._output_ready.wait()
+        if output.pixels is None:
+            return self.session.output_message(output), None
+        started = time.perf_counter()
+        image_format: ImageFormat = output.params["output_format"]  # type: ignore[assignment]
+        quality = int(output.params["output_quality"])
+        data = await asyncio.to_thread(encode_image, output.pixels, image_format, quality)
+        return self.session.output_message(output, (time.perf_counter() - started) * 1000), data
+
+    def close(self) -> None:
+        self.session.close()
+        stats = self.session.stats
+        self.log.info(
+            "closed (%d frames in, %d out, %d dropped, %d bad, %d failed)",
+            stats.frames_received,
+            stats.frames_sent,
+            self.session.dropped_frames,
+            stats.bad_frames,
+            stats.failed_frames,
+        )
+        self._release_when_closed()
+
+    def _dispatch(self) -> None:
+        job = self.session.next_job()
+        if job is not None:
+            self.worker.submit(job, self._on_done_threadsafe)
+
+    def _on_done_threadsafe(self, result: JobResult) -> None:
+        # RuntimeError: the loop is closed, the server is shutting down.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._on_done, result)
+
+    def _on_done(self, result: JobResult) -> None:
+        if result.pixels is not None:
+            self.session.finish_job(result.pixels, result.started_at, result.model_ms)
+        else:
+            self.session.fail_job(result.error or "the model returned no output")
+        self._output_ready.set()
+        self._release_when_closed()
+        self._dispatch()
+
+    def _release_when_closed(self) -> None:
+        if self.session.state is SessionState.CLOSED and not self._released:
+            self._released = True
+            self.pool.release(self.worker)
+            self.worker.forget(self.id)

@@ -1,0 +1,21 @@
+"""ServerState: what the app's lifespan builds and every route reads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from models.base import ModelEntry
+from realtime.config import ServerConfig
+from session.pool import WorkerPool
+
+
+@dataclass(slots=True)
+class ServerState:
+    config: ServerConfig
+    registry: Mapping[str, ModelEntry]
+    pool: WorkerPool
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once every configured model is loaded and warm."""
+    load_error: str | None = None

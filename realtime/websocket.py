@@ -1,0 +1,109 @@
+"""The native WebSocket transport: protocol v1 (docs/protocol.md) over a LiveSession.
+
+Two loops per connection: one reads messages and feeds them in, one waits for
+outputs and sends them. A lock keeps each output's metadata and image adjacent.
+Both loops await the socket, so a client that stops reading stops the sender
+(its outputs are then replaced in the slot, and counted) and a client that
+sends faster than we read is held back by TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime.live_session import LiveSession
+from realtime.server_state import ServerState
+from session.errors import ServerFull, StreamError
+from session.session import Message
+
+logger = logging.getLogger("realtime.websocket")
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    """GET /v1/stream?model=ID"""
+    server: ServerState = websocket.app.state.server
+    model_id = websocket.query_params.get("model", server.config.default_model)
+    await websocket.accept()
+    try:
+        worker = server.pool.admit(model_id)
+    except StreamError as error:
+        logger.info("refused a session: %s", error.message)
+        code = CLOSE_TRY_AGAIN_LATER if isinstance(error, ServerFull) else CLOSE_POLICY_VIOLATION
+        await _send_message(websocket, error.to_message())
+        await websocket.close(code, reason=error.code)
+        return
+    live = LiveSession(worker, server.pool)
+    try:
+        await WebSocketStream(websocket, live).run(server.ready)
+    except Exception:
+        live.log.exception("internal error")
+        with contextlib.suppress(Exception):
+            await websocket.close(CLOSE_INTERNAL_ERROR, reason="internal error")
+    finally:
+        live.close()
+
+
+class WebSocketStream:
+    def __init__(self, websocket: WebSocket, live: LiveSession) -> None:
+        self.websocket = websocket
+        self.live = live
+        self._send_lock = asyncio.Lock()
+
+    async def run(self, model_ready: asyncio.Event) -> None:
+        """Stream until the client disconnects."""
+        await self._send(await self.live.start(model_ready))
+        receiving = asyncio.create_task(self._receive_inputs())
+        sending = asyncio.create_task(self._send_outputs())
+        done, pending = await asyncio.wait(
+            {receiving, sending}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await task
+        for task in done:
+            with contextlib.suppress(WebSocketDisconnect):
+                task.result()
+
+    async def _receive_inputs(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is not None:
+                reply = await self.live.receive_frame(data)
+            else:
+                reply = self.live.receive_text(message.get("text") or "")
+            if reply is not None:
+                await self._send(reply)
+
+    async def _send_outputs(self) -> None:
+        while True:
+            message, image = await self.live.next_output()
+            async with self._send_lock:
+                await self.websocket.send_text(_json(message))
+                if image is not None:
+                    await self.websocket.send_bytes(image)
+
+    async def _send(self, message: Message) -> None:
+        async with self._send_lock:
+            await _send_message(self.websocket, message)
+
+
+async def _send_message(websocket: WebSocket, message: Message) -> None:
+    await websocket.send_text(_json(message))
+
+
+def _json(message: Message) -> str:
+    return orjson.dumps(message).decode()

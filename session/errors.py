@@ -1,0 +1,44 @@
+"""The errors a client can be told about. Each carries the `code` of its wire message.
+
+    StreamError
+    ├── InvalidParams   invalid_params   a params field is unknown, mistyped or out of range
+    ├── BadMessage      bad_message      a text message is not a JSON object with a known type
+    ├── UnknownModel    unknown_model    the requested model is not served (close 1008)
+    └── ServerFull      server_full      every session slot is taken (close 1013)
+
+Bad frames (`bad_frame`) and model failures (`model_error`) are reported per
+frame by the Session without raising: the session goes on after them.
+"""
+
+from __future__ import annotations
+
+
+class StreamError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_message(self) -> dict[str, object]:
+        message: dict[str, object] = {"type": "error", "code": self.code, "message": self.message}
+        if self.field is not None:
+            message["field"] = self.field
+        return message
+
+
+class InvalidParams(StreamError):
+    code = "invalid_params"
+
+
+class BadMessage(StreamError):
+    code = "bad_message"
+
+
+class UnknownModel(StreamError):
+    code = "unknown_model"
+
+
+class ServerFull(StreamError):
+    code = "server_full"

@@ -1,0 +1,59 @@
+"""Params policy: which fields a session takes, and all-or-nothing updates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from frames.codecs import IMAGE_FORMATS
+from models.params import ParamSpec, ParamValue
+from session.errors import InvalidParams
+
+OUTPUT_PARAMS = (
+    ParamSpec(
+        "output_format",
+        str,
+        "jpeg",
+        "Encoding of output images.",
+        choices=IMAGE_FORMATS,
+    ),
+    ParamSpec(
+        "output_quality",
+        int,
+        90,
+        "JPEG/WebP quality of output images.",
+        minimum=1,
+        maximum=100,
+    ),
+)
+"""Fields every session takes, whatever its model."""
+
+
+class SessionParams:
+    """A session's current parameter values: the model's fields plus OUTPUT_PARAMS."""
+
+    def __init__(self, model_params: Sequence[ParamSpec]) -> None:
+        self.specs: dict[str, ParamSpec] = {
+            spec.name: spec for spec in (*model_params, *OUTPUT_PARAMS)
+        }
+        self.values: dict[str, ParamValue] = {
+            name: spec.default for name, spec in self.specs.items()
+        }
+
+    def update(self, changes: Mapping[str, object]) -> None:
+        """Apply `changes`, or raise InvalidParams naming the first bad field and change nothing."""
+        accepted: dict[str, ParamValue] = {}
+        for name, value in changes.items():
+            spec = self.specs.get(name)
+            if spec is None:
+                known = ", ".join(sorted(self.specs))
+                raise InvalidParams(
+                    f"unknown parameter {name!r}; this model takes: {known}", field=name
+                )
+            try:
+                accepted[name] = spec.coerce(value)
+            except ValueError as error:
+                raise InvalidParams(f"{name} {error}", field=name) from None
+        self.values.update(accepted)
+
+    def snapshot(self) -> dict[str, ParamValue]:
+        return dict(self.values)

@@ -1,0 +1,242 @@
+"""Session: one client's stream, as a sans-I/O state machine.
+
+Transports feed it events (a frame arrived, a text message arrived, the model
+finished a job, the transport closed), each with `now` from a monotonic clock,
+and send what it returns. It holds the backpressure rules of the data path:
+
+1. one latest-frame slot in: a new frame replaces one that has not started;
+2. at most one frame of this session inside the model (`next_job` hands out
+   nothing while a job is in flight);
+3. one latest-output slot out: an output the transport has not taken is
+   replaced by a newer one;
+and counts every frame that does not become an output.
+
+Lifecycle: CONNECTING -> WARMING (pinned to a worker) -> STREAMING (model warm,
+`ready` sent) -> DRAINING (transport gone, a job still in the model) -> CLOSED.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from frames.frame import Frame, Pixels
+from models.base import ModelInfo
+from models.params import ParamValue
+from session.errors import BadMessage, StreamError
+from session.logs import SessionLog
+from session.params import SessionParams
+from session.slots import LatestSlot
+
+logger = logging.getLogger("session.session")
+
+Message = dict[str, object]
+
+
+class SessionState(enum.Enum):
+    CONNECTING = "connecting"
+    WARMING = "warming"
+    STREAMING = "streaming"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One frame handed to the model, with the params it must be made with."""
+
+    session_id: str
+    frame: Frame
+    params: dict[str, ParamValue]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A finished job waiting in the output slot: the model's `pixels`, or the
+    `error` it raised. Errors share the slot so that a client that stops reading
+    cannot make them pile up either."""
+
+    frame: Frame
+    params: dict[str, ParamValue]
+    pixels: Pixels | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class SessionStats:
+    frames_received: int = 0
+    bad_frames: int = 0
+    failed_frames: int = 0
+    """Frames whose model error was sent."""
+    frames_sent: int = 0
+    dropped_on_close: int = 0
+
+
+class Session:
+    """After `pin`, call `model_ready` once the worker's model is warm; then
+    after every event call `next_job` (hand it to the worker) and send what
+    `next_output` yields. `close` when the transport ends; the worker slot is
+    free once `state` is CLOSED."""
+
+    def __init__(self, session_id: str, model: ModelInfo) -> None:
+        self.id = session_id
+        self.model = model
+        self.params = SessionParams(model.params)
+        self.stats = SessionStats()
+        self._state = SessionState.CONNECTING
+        self._inbox: LatestSlot[Frame] = LatestSlot()
+        self._outbox: LatestSlot[Output] = LatestSlot()
+        self._in_flight: Job | None = None
+        self.log = SessionLog(logger, session_id)
+
+    # State
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @state.setter
+    def state(self, state: SessionState) -> None:
+        self.log.info("%s -> %s", self._state.value, state.value)
+        self._state = state
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames that were received and decoded but will never be sent."""
+        return self._inbox.replaced + self._outbox.replaced + self.stats.dropped_on_close
+
+    @property
+    def accepts_frames(self) -> bool:
+        return self._state in (SessionState.WARMING, SessionState.STREAMING)
+
+    # Events from the transport
+
+    def pin(self) -> None:
+        """Admitted and pinned to a worker, whose model may still be warming."""
+        assert self._state is SessionState.CONNECTING, self._state
+        self.state = SessionState.WARMING
+
+    def model_ready(self) -> Message:
+        """The worker's model is warm: start streaming. Returns the `ready` message."""
+        assert self._state is SessionState.WARMING, self._state
+        self.state = SessionState.STREAMING
+        return {
+            "type": "ready",
+            "session_id": self.id,
+            "model": self.model.id,
+            "width": self.model.width,
+            "height": self.model.height,
+            "params": self.params.snapshot(),
+        }
+
+    def number_frame(self) -> int:
+        """A binary message arrived: give it the next frame number (1, 2, 3, ...)."""
+        self.stats.frames_received += 1
+        return self.stats.frames_received
+
+    def reject_frame(self, index: int, reason: str) -> Message:
+        """Frame `index` could not be decoded. Returns the error message to send."""
+        self.stats.bad_frames += 1
+        return {"type": "error", "code": "bad_frame", "message": reason, "source_frame": index}
+
+    def offer_frame(self, frame: Frame) -> None:
+        """A decoded frame: it replaces the waiting one, which counts as dropped."""
+        if self.accepts_frames:
+            self._inbox.put(frame)
+        else:
+            self.stats.dropped_on_close += 1
+
+    def receive_text(self, data: str | bytes) -> Message:
+        """A control message (a JSON object with a `type`). Returns the reply to send."""
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            return BadMessage(f"not valid JSON: {error}").to_message()
+        if not isinstance(message, dict):
+            return BadMessage("a message must be a JSON object with a 'type'").to_message()
+        kind = message.pop("type", None)
+        try:
+            if kind == "params":
+                self.params.update(message)
+                return {"type": "params", "params": self.params.snapshot()}
+            raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
+        except StreamError as error:
+            return error.to_message()
+
+    def close(self) -> None:
+        """The transport ended. A frame still in the model keeps the slot until it returns."""
+        if self._state in (SessionState.DRAINING, SessionState.CLOSED):
+            return
+        self.stats.dropped_on_close += (self._inbox.take() is not None) + (
+            self._outbox.take() is not None
+        )
+        self.state = SessionState.DRAINING if self._in_flight else SessionState.CLOSED
+
+    # The data path
+
+    def next_job(self) -> Job | None:
+        """The newest frame for the model, unless one of ours is already in it."""
+        if self._state is not SessionState.STREAMING or self._in_flight is not None:
+            return None
+        frame = self._inbox.take()
+        if frame is None:
+            return None
+        self._in_flight = Job(self.id, frame, self.params.snapshot())
+        return self._in_flight
+
+    def finish_job(self, pixels: Pixels, started_at: float, model_ms: float) -> None:
+        """The model made `pixels` from the job in flight (started at monotonic `started_at`)."""
+        job = self._end_job()
+        frame = job.frame
+        decoded_at = frame.received_at + frame.timings_ms.get("decode", 0.0) / 1000
+        frame.timings_ms["queue"] = max(0.0, (started_at - decoded_at) * 1000)
+        frame.timings_ms["model"] = model_ms
+        self._deliver(Output(frame, job.params, pixels=pixels))
+
+    def fail_job(self, reason: str) -> None:
+        """The model raised on the job in flight; the client is told through the output slot."""
+        job = self._end_job()
+        self._deliver(Output(job.frame, job.params, error=reason))
+
+    def next_output(self) -> Output | None:
+        return self._outbox.take()
+
+    def output_message(self, output: Output, encode_ms: float = 0.0) -> Message:
+        """The message for a taken output: a model error, or the `frame` metadata
+        that goes just before the encoded image."""
+        if output.error is not None:
+            self.stats.failed_frames += 1
+            return {
+                "type": "error",
+                "code": "model_error",
+                "message": output.error,
+                "source_frame": output.frame.index,
+            }
+        self.stats.frames_sent += 1
+        timings = output.frame.timings_ms
+        timings["encode"] = encode_ms
+        return {
+            "type": "frame",
+            "source_frame": output.frame.index,
+            "timings_ms": {
+                hop: round(timings.get(hop, 0.0), 3)
+                for hop in ("queue", "decode", "model", "encode")
+            },
+            "dropped_frames": self.dropped_frames,
+        }
+
+    def _deliver(self, output: Output) -> None:
+        if self._state is SessionState.DRAINING:
+            self.stats.dropped_on_close += 1
+            self.state = SessionState.CLOSED
+        else:
+            self._outbox.put(output)
+
+    def _end_job(self) -> Job:
+        job = self._in_flight
+        assert job is not None, "no job in flight"
+        self._in_flight = None
+        return job

@@ -1,0 +1,204 @@
+"""The Session state machine, driven directly: no sockets, threads or models."""
+
+import numpy as np
+import orjson
+import pytest
+
+from frames.frame import Frame
+from models.effects import INVERT
+from session.session import Job, Session, SessionState
+
+
+def make_session() -> Session:
+    session = Session("s1", INVERT)
+    session.pin()
+    session.model_ready()
+    return session
+
+
+def arrive(session: Session, now: float = 0.0) -> Frame:
+    index = session.number_frame()
+    frame = Frame(np.full((2, 2, 3), index, np.uint8), index, now, {"decode": 1.0})
+    session.offer_frame(frame)
+    return frame
+
+
+def finish(session: Session, job: Job) -> None:
+    session.finish_job(
+        255 - job.frame.pixels, started_at=job.frame.received_at + 0.011, model_ms=5.0
+    )
+
+
+def test_lifecycle_to_ready() -> None:
+    session = Session("s1", INVERT)
+    assert session.state is SessionState.CONNECTING
+    session.pin()
+    assert session.state is SessionState.WARMING
+    ready = session.model_ready()
+    assert session.state is SessionState.STREAMING
+    assert ready == {
+        "type": "ready",
+        "session_id": "s1",
+        "model": "invert",
+        "width": 256,
+        "height": 256,
+        "params": {"delay_ms": 0, "output_format": "jpeg", "output_quality": 90},
+    }
+
+
+def test_frames_are_numbered_in_arrival_order() -> None:
+    session = make_session()
+    assert [arrive(session).index for _ in range(3)] == [1, 2, 3]
+
+
+def test_frames_wait_while_warming_and_only_the_newest_runs() -> None:
+    session = Session("s1", INVERT)
+    session.pin()
+    arrive(session)
+    arrive(session)
+    assert session.next_job() is None  # not streaming yet
+    session.model_ready()
+    job = session.next_job()
+    assert job is not None and job.frame.index == 2
+    assert session.dropped_frames == 1
+
+
+def test_one_frame_in_the_model_at_a_time_and_newest_wins() -> None:
+    session = make_session()
+    arrive(session)
+    job = session.next_job()
+    assert job is not None and job.frame.index == 1
+    for _ in range(5):
+        arrive(session)
+    assert session.next_job() is None  # frame 1 is still in the model
+    assert session.dropped_frames == 4  # frames 2-5 were replaced by 6
+    finish(session, job)
+    next_job = session.next_job()
+    assert next_job is not None and next_job.frame.index == 6
+
+
+def test_unread_outputs_are_replaced_and_counted() -> None:
+    session = make_session()
+    for _ in range(3):
+        arrive(session)
+        job = session.next_job()
+        assert job is not None
+        finish(session, job)
+    output = session.next_output()
+    assert output is not None and output.frame.index == 3
+    message = session.output_message(output, encode_ms=2.0)
+    assert message["source_frame"] == 3
+    assert message["dropped_frames"] == 2
+    assert message["timings_ms"] == {"queue": 10.0, "decode": 1.0, "model": 5.0, "encode": 2.0}
+    assert session.next_output() is None
+
+
+def test_every_frame_is_accounted_for() -> None:
+    session = make_session()
+    sent = 0
+    for step in range(50):
+        arrive(session)
+        if step % 3 == 0 and (job := session.next_job()):
+            finish(session, job)
+        if step % 7 == 0 and (output := session.next_output()):
+            session.output_message(output)
+            sent += 1
+    session.close()
+    assert session.stats.frames_received == 50
+    assert session.stats.frames_sent == sent
+    # Nothing is in flight here, so every frame was either sent or dropped.
+    assert sent + session.dropped_frames == 50
+
+
+def test_params_message_updates_and_answers_all_values() -> None:
+    session = make_session()
+    reply = session.receive_text(b'{"type": "params", "delay_ms": 20}')
+    assert reply == {
+        "type": "params",
+        "params": {"delay_ms": 20, "output_format": "jpeg", "output_quality": 90},
+    }
+    arrive(session)
+    job = session.next_job()
+    assert job is not None and job.params["delay_ms"] == 20
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "field"),
+    [
+        ("{not json", "bad_message", None),
+        ("[1, 2]", "bad_message", None),
+        ('{"type": "dance"}', "bad_message", "type"),
+        ('{"type": "params", "delay_ms": -1}', "invalid_params", "delay_ms"),
+        ('{"type": "params", "prompt": "x"}', "invalid_params", "prompt"),
+    ],
+)
+def test_bad_control_messages_get_an_error_and_change_nothing(
+    text: str, code: str, field: str | None
+) -> None:
+    session = make_session()
+    reply = session.receive_text(text)
+    assert reply["type"] == "error"
+    assert reply["code"] == code
+    assert reply.get("field") == field
+    assert session.params.values["delay_ms"] == 0
+    assert session.state is SessionState.STREAMING
+
+
+def test_a_bad_frame_is_reported_with_its_number() -> None:
+    session = make_session()
+    index = session.number_frame()
+    reply = session.reject_frame(index, "not a JPEG")
+    assert reply == {
+        "type": "error",
+        "code": "bad_frame",
+        "message": "not a JPEG",
+        "source_frame": 1,
+    }
+    assert session.stats.bad_frames == 1
+    assert arrive(session).index == 2
+
+
+def test_a_model_error_goes_through_the_output_slot_and_the_session_goes_on() -> None:
+    session = make_session()
+    arrive(session)
+    job = session.next_job()
+    assert job is not None
+    session.fail_job("RuntimeError: boom")
+    output = session.next_output()
+    assert output is not None
+    assert session.output_message(output) == {
+        "type": "error",
+        "code": "model_error",
+        "message": "RuntimeError: boom",
+        "source_frame": 1,
+    }
+    arrive(session)
+    assert session.next_job() is not None
+
+
+def test_closing_mid_inference_drains_until_the_model_returns() -> None:
+    session = make_session()
+    arrive(session)
+    job = session.next_job()
+    assert job is not None
+    arrive(session)
+    session.close()
+    assert session.state is SessionState.DRAINING
+    assert session.next_job() is None
+    finish(session, job)
+    assert session.state is SessionState.CLOSED
+    assert session.next_output() is None
+    assert session.dropped_frames == 2
+
+
+def test_closing_idle_closes_at_once() -> None:
+    session = make_session()
+    session.close()
+    assert session.state is SessionState.CLOSED
+    arrive(session)
+    assert session.next_job() is None
+
+
+def test_replies_are_json_serialisable() -> None:
+    session = make_session()
+    orjson.dumps(session.receive_text('{"type": "params"}'))

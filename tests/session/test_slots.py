@@ -1,0 +1,21 @@
+from session.slots import LatestSlot
+
+
+def test_newest_item_wins_and_replacements_are_counted() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is None
+    assert slot.put(2) == 1
+    assert slot.put(3) == 2
+    assert slot.replaced == 2
+    assert slot.take() == 3
+    assert slot.take() is None
+    assert not slot
+
+
+def test_taken_items_are_not_counted_as_replaced() -> None:
+    slot: LatestSlot[str] = LatestSlot()
+    for item in "abc":
+        slot.put(item)
+        assert slot.peek() == item
+        assert slot.take() == item
+    assert slot.replaced == 0

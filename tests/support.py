@@ -1,0 +1,113 @@
+"""Test helpers: real servers on loopback (a `realtime serve` process, or an
+app in a thread when a test needs a model of its own) and test images."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+
+from frames.frame import Pixels
+
+STARTUP_TIMEOUT_S = 180
+
+
+@dataclass
+class ServerProcess:
+    """A `realtime serve` child process and everything it logged."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(server: ServerProcess) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+
+
+@contextmanager
+def serve_app(app: Starlette, *, max_message_bytes: int = 2**20) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread, as `realtime serve` would; yields its http URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            ws="websockets-sansio",
+            ws_max_size=max_message_bytes,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, "uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """For state only observable from outside (a process, a port): bounded polling."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def gradient_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:
+    """A smooth colourful image: JPEG keeps it within a few levels."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    channels = [
+        127.5 + 110 * np.sin(x / width * 2 * np.pi + phases[c]) * np.cos(y / height * np.pi + c)
+        for c in range(3)
+    ]
+    return np.stack(channels, axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def noise_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:
+    """Incompressible pixels: the largest encoded frames for their size."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
