@@ -27,7 +27,7 @@ test: lint
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/codecs.py
-	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

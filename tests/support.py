@@ -3,8 +3,10 @@ app in a thread when a test needs a model of its own) and test images."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +50,37 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_server(*args: str, cache: Path) -> Iterator[ServerProcess]:
+    """`realtime serve ARGS` on a free port, offline, with `cache` as REALTIME_CACHE;
+    entered once the server logged that its models are warm."""
+    port = free_port()
+    command = [sys.executable, "-m", "realtime", "serve", "--port", str(port), *args]
+    env = {**os.environ, "REALTIME_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    server = ServerProcess(process, port)
+    ready = threading.Event()
+
+    def follow_log() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.log.append(line.rstrip("\n"))
+            if "ready: serving" in line:
+                ready.set()
+        ready.set()  # it exited
+
+    threading.Thread(target=follow_log, daemon=True).start()
+    try:
+        ready.wait(STARTUP_TIMEOUT_S)
+        if process.poll() is not None or not any("ready: serving" in x for x in server.log):
+            raise RuntimeError("server did not start:\n" + "\n".join(server.log))
+        yield server
+    finally:
+        stop(server)
 
 
 def stop(server: ServerProcess) -> None:

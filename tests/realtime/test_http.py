@@ -1,0 +1,103 @@
+"""GET /healthz, /v1/models and the static page, on an app served in a thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import httpx
+from support import serve_app, wait_until
+
+from frames.frame import Pixels
+from models.base import ModelEntry, ModelInfo, ModelInput
+from models.effects import INVERT, load_invert
+from models.registry import REGISTRY
+from realtime.app import create_app
+from realtime.config import ServerConfig
+
+SLOW = ModelInfo("slow-to-load", "loads when the test says so", "effect", 8, 8)
+
+
+class Passthrough:
+    info = SLOW
+
+    def warmup(self) -> None:
+        pass
+
+    def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
+        return [item.pixels for item in batch]
+
+
+def test_healthz_is_503_while_loading_then_200() -> None:
+    may_load = threading.Event()
+
+    def load(device: str) -> Passthrough:
+        may_load.wait(30)
+        return Passthrough()
+
+    registry = {"slow-to-load": ModelEntry(SLOW, load)}
+    app = create_app(ServerConfig(models=("slow-to-load",), device="cpu"), registry=registry)
+    with serve_app(app) as url:
+        loading = httpx.get(f"{url}/healthz")
+        assert loading.status_code == 503
+        assert loading.json()["status"] == "loading"
+        assert loading.json()["models"] == {"slow-to-load-0": False}
+        may_load.set()
+        wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, "healthz 200")
+        assert httpx.get(f"{url}/healthz").json() == {
+            "status": "ok",
+            "models": {"slow-to-load-0": True},
+            "sessions": 0,
+            "max_sessions": 8,
+        }
+
+
+def test_a_model_that_fails_to_load_is_reported_and_stops_the_server() -> None:
+    def load(device: str) -> Passthrough:
+        raise OSError("no weights for 'slow-to-load' in the cache")
+
+    stopped = threading.Event()
+    app = create_app(
+        ServerConfig(models=("slow-to-load",), device="cpu"),
+        registry={"slow-to-load": ModelEntry(SLOW, load)},
+        on_load_failed=stopped.set,
+    )
+    with serve_app(app) as url:
+        assert stopped.wait(30)
+        health = httpx.get(f"{url}/healthz")
+        assert health.status_code == 503
+        assert health.json()["status"] == "failed"
+        assert "no weights for 'slow-to-load'" in health.json()["error"]
+
+
+def test_models_lists_the_registry_with_what_is_loaded() -> None:
+    app = create_app(
+        ServerConfig(models=("invert",), device="cpu"),
+        registry={"invert": ModelEntry(INVERT, load_invert), "tiny": REGISTRY["tiny"]},
+    )
+    with serve_app(app) as url:
+        wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, "healthz 200")
+        models = {model["id"]: model for model in httpx.get(f"{url}/v1/models").json()}
+    assert set(models) == {"invert", "tiny"}
+    invert = models["invert"]
+    assert invert["loaded"] is True and models["tiny"]["loaded"] is False
+    assert (invert["kind"], invert["width"], invert["height"]) == ("effect", 256, 256)
+    assert invert["default_params"] == {
+        "delay_ms": 0,
+        "output_format": "jpeg",
+        "output_quality": 90,
+    }
+    assert invert["params"]["delay_ms"]["type"] == "integer"
+    assert invert["params"]["output_format"]["choices"] == ["jpeg", "png", "webp"]
+    assert models["tiny"]["kind"] == "img2img"
+    assert {"prompt", "strength", "steps", "seed", "guidance_scale"} <= set(
+        models["tiny"]["default_params"]
+    )
+
+
+def test_the_web_demo_is_served_at_the_root() -> None:
+    app = create_app(ServerConfig(models=("invert",), device="cpu"))
+    with serve_app(app) as url:
+        page = httpx.get(f"{url}/")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
