@@ -39,6 +39,13 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def is_ready(self) -> bool:
+        """Listening, with its models warm."""
+        return any("Uvicorn running on" in line for line in self.log) and any(
+            "ready: serving" in line for line in self.log
+        )
+
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -66,17 +73,18 @@ def running_server(*args: str, cache: Path) -> Iterator[ServerProcess]:
     ready = threading.Event()
 
     def follow_log() -> None:
+        # Models may be warm before uvicorn listens, or after: wait for both.
         assert process.stdout is not None
         for line in process.stdout:
             server.log.append(line.rstrip("\n"))
-            if "ready: serving" in line:
+            if server.is_ready:
                 ready.set()
         ready.set()  # it exited
 
     threading.Thread(target=follow_log, daemon=True).start()
     try:
         ready.wait(STARTUP_TIMEOUT_S)
-        if process.poll() is not None or not any("ready: serving" in x for x in server.log):
+        if process.poll() is not None or not server.is_ready:
             raise RuntimeError("server did not start:\n" + "\n".join(server.log))
         yield server
     finally:

@@ -1,0 +1,330 @@
+"""The `tiny` model: real LCM img2img on tiny random weights, built offline on first use.
+
+It exercises the whole diffusers path (from_pretrained, UNet, AutoencoderTiny,
+CLIP, LCMScheduler) at 256 x 256, fast enough on a laptop CPU to stream, so
+the server, its tests and its demo run on machines that cannot download
+weights. Its images are abstract: the input's shapes and colours, coarsened
+and textured by random filters that the prompt, strength and seed steer.
+
+Importing this module is cheap: torch, diffusers and transformers are
+imported when the model is built or loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from frames.frame import Pixels
+from models.base import ModelInfo, ModelInput
+from models.params import ParamSpec
+
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    from models.few_step import FewStepImg2Img
+
+TINY = ModelInfo(
+    id="tiny",
+    description=(
+        "Latent-consistency img2img on tiny random weights, built offline: abstract"
+        " images, real diffusers code path, interactive on a CPU."
+    ),
+    kind="img2img",
+    width=256,
+    height=256,
+    params=(
+        ParamSpec(
+            "prompt",
+            str,
+            "a watercolor painting of a quiet harbour at sunset",
+            "What to paint; with random weights it steers colours and texture.",
+            max_length=500,
+        ),
+        ParamSpec(
+            "strength",
+            float,
+            0.5,
+            "How far to move from the input: 0 keeps it, 1 ignores it.",
+            minimum=0.0,
+            maximum=1.0,
+        ),
+        ParamSpec("steps", int, 2, "Denoising steps per frame.", minimum=1, maximum=8),
+        ParamSpec(
+            "seed",
+            int,
+            0,
+            "Seed of the noise; fixed, a still input gives a still output.",
+            minimum=0,
+            maximum=2**32 - 1,
+        ),
+        ParamSpec(
+            "guidance_scale",
+            float,
+            1.0,
+            "LCM guidance, embedded in the UNet; 1 is none.",
+            minimum=0.0,
+            maximum=20.0,
+        ),
+    ),
+)
+
+_FOLDER_NAME = "tiny-v1"  # Bump the version whenever build_tiny_pipeline builds differently.
+
+# The tokenizer: CLIP's byte-level BPE with no merges, so every byte is a token.
+_START, _END = "<|startoftext|>", "<|endoftext|>"
+_MAX_TOKENS = 77
+
+# Gains on the random init, chosen by looking at outputs. Without them the
+# latent carries almost none of the image, and changing the prompt or the
+# guidance moves the output by less than one level.
+_LATENT_GAIN = 5.0  # latent channels 0-2 = gain * (rgb - 0.5), like SD's unit-scale latents
+_CROSS_ATTENTION_GAIN = 100.0  # on attn2's output: the prompt's share of each layer
+_KEY_GAIN = 10.0  # on attn2's keys: sharper attention, so tokens matter, not their average
+_TIME_GAIN = 10.0  # on each resnet's time projection: the timestep, guidance and pooled prompt
+_GUIDANCE_GAIN = 10.0  # on the guidance projection, next to the timestep's embedding
+
+
+def tiny_weights_folder() -> Path:
+    """Return `$REALTIME_CACHE/tiny-v1`, building it if missing.
+
+    REALTIME_CACHE defaults to `~/.cache/realtime`.
+    """
+    cache = Path(os.environ.get("REALTIME_CACHE") or Path.home() / ".cache" / "realtime")
+    folder = cache.expanduser() / _FOLDER_NAME
+    if not (folder / "model_index.json").is_file():
+        build_tiny_pipeline(folder)
+    return folder
+
+
+def build_tiny_pipeline(folder: Path) -> None:
+    """Save the tiny pipeline to `folder` with `save_pretrained`; the same on every call.
+
+    Safe when several processes build at once: each builds into a temporary
+    sibling and renames it into place; the first rename wins, the others
+    discard theirs. An existing `folder` is left as it is.
+    """
+    import torch
+    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
+        LatentConsistencyModelImg2ImgPipeline,
+    )
+    from diffusers.schedulers.scheduling_lcm import LCMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tokenizer_folder = building / "tokenizer"
+        tokenizer_folder.mkdir()
+        vocab = _byte_vocab()
+        # vocab.json and merges.txt are what older transformers' CLIPTokenizer reads.
+        (tokenizer_folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+        (tokenizer_folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+        tokenizer = CLIPTokenizer(
+            str(tokenizer_folder / "vocab.json"),
+            str(tokenizer_folder / "merges.txt"),
+            model_max_length=_MAX_TOKENS,
+        )
+
+        # Seeded without disturbing the caller's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            unet = UNet2DConditionModel(
+                sample_size=32,
+                in_channels=4,
+                out_channels=4,
+                block_out_channels=(32, 64),
+                layers_per_block=1,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                cross_attention_dim=32,
+                attention_head_dim=8,
+                norm_num_groups=32,
+                time_cond_proj_dim=32,
+                # The pooled prompt also joins the time embedding, as in Kandinsky's UNet:
+                # cross-attention alone moves a random UNet's output too little.
+                addition_embed_type="text",
+                addition_embed_type_num_heads=4,
+            )
+            # Full-resolution layers dominate a VAE's cost; with none but a conv at each
+            # end (num blocks 0 there) and 12 channels, encode + decode take ~15 ms on CPU.
+            vae = AutoencoderTiny(
+                encoder_block_out_channels=(12, 12, 12, 12),
+                decoder_block_out_channels=(12, 12, 12, 12),
+                num_encoder_blocks=(0, 1, 1, 1),
+                num_decoder_blocks=(1, 1, 1, 0),
+                latent_channels=4,
+            )
+            text_encoder = CLIPTextModel(
+                CLIPTextConfig(
+                    vocab_size=len(vocab),
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    max_position_embeddings=_MAX_TOKENS,
+                    bos_token_id=vocab[_START],
+                    eos_token_id=vocab[_END],
+                    pad_token_id=vocab[_END],
+                )
+            )
+            with torch.no_grad():
+                _carry_image(vae)
+                _amplify_conditioning(unet)
+
+        pipeline = LatentConsistencyModelImg2ImgPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=LCMScheduler(),
+            # diffusers annotates these without None, yet documents None as the way to omit them.
+            safety_checker=None,  # type: ignore[arg-type]
+            feature_extractor=None,  # type: ignore[arg-type]
+            requires_safety_checker=False,
+        )
+        pipeline.save_pretrained(building)
+        try:
+            building.rename(folder)
+        except OSError:
+            if not (folder / "model_index.json").is_file():
+                raise
+            # Another process built it first; theirs is identical.
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def load_tiny(device: str, folder: Path | None = None) -> TinyModel:
+    """Load the tiny model on `device` from `folder` (default: `tiny_weights_folder()`).
+
+    A missing folder is built first. It is then loaded through
+    `models.loading.load_pipeline`, the same `from_pretrained` path a hub id takes.
+    """
+    import torch
+    from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
+        LatentConsistencyModelImg2ImgPipeline,
+    )
+
+    from models.few_step import FewStepImg2Img
+    from models.loading import load_pipeline
+
+    if folder is None:
+        folder = tiny_weights_folder()
+    elif not (folder / "model_index.json").is_file():
+        build_tiny_pipeline(folder)
+    pipeline = load_pipeline(
+        LatentConsistencyModelImg2ImgPipeline,
+        str(folder),
+        device=device,
+        dtype=torch.float32,
+        requires_safety_checker=False,
+    )
+    return TinyModel(FewStepImg2Img(pipeline))
+
+
+class TinyModel:
+    """The tiny model as the worker sees it (the `models.base.Model` protocol)."""
+
+    info = TINY
+
+    def __init__(self, few_step: FewStepImg2Img) -> None:
+        self.few_step = few_step
+
+    def warmup(self) -> None:
+        """Run one grey frame, so the first session's first frame is not the slow one."""
+        import numpy as np
+
+        pixels = np.full((TINY.height, TINY.width, 3), 128, dtype=np.uint8)
+        self.few_step(pixels, TINY.default_params, {})
+
+    def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
+        """Return one output per input, in order; each input's state is its session's."""
+        return [self.few_step(item.pixels, item.params, item.state) for item in batch]
+
+
+def _byte_vocab() -> dict[str, int]:
+    # GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others
+    # are shifted past 255 so that every byte is one visible character.
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    shifted = [byte for byte in range(256) if byte not in printable]
+    characters = [chr(byte) for byte in printable] + [chr(256 + i) for i in range(len(shifted))]
+    tokens = characters + [character + "</w>" for character in characters] + [_START, _END]
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def _carry_image(vae: AutoencoderTiny) -> None:
+    """Make channels 0-2 of the random VAE carry the image's colours, end to end.
+
+    A randomly initialised VAE keeps edges and loses colour and shape, and a
+    stream in which you cannot see yourself is a poor demo. Channels 0-2
+    become a blurred copy of R, G and B at every layer; the other channels
+    stay random and add their texture to the decoded colours.
+    """
+    import torch
+    from diffusers.models.unets.unet_2d_blocks import AutoencoderTinyBlock
+
+    identity = torch.zeros(3, 3)
+    identity[1, 1] = 1.0
+    blur = torch.outer(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])) / 16
+
+    def carry(
+        conv: torch.nn.Conv2d, kernel: torch.Tensor, gain: float = 1.0, bias: float = 0.0
+    ) -> None:
+        conv.weight[:3] = 0.0
+        for channel in range(3):
+            conv.weight[channel, channel] = kernel * gain
+        if conv.bias is not None:
+            conv.bias[:3] = bias
+
+    def conv(layer: torch.nn.Module) -> torch.nn.Conv2d:
+        assert isinstance(layer, torch.nn.Conv2d)
+        return layer
+
+    for layers in (vae.encoder.layers, vae.decoder.layers):
+        for layer in layers:
+            if isinstance(layer, torch.nn.Conv2d):
+                # Blurring antialiases the strided convs and smooths the upsampled blocks.
+                carry(layer, blur)
+            elif isinstance(layer, AutoencoderTinyBlock):
+                # relu(conv(x) + x): zero rows let x through.
+                carry(conv(layer.conv[-1]), torch.zeros(3, 3))
+
+    # The encoder's input is [0, 1]; the latent is centred like SD's.
+    carry(conv(vae.encoder.layers[0]), identity)
+    carry(conv(vae.encoder.layers[-1]), identity, _LATENT_GAIN, bias=-0.5 * _LATENT_GAIN)
+    # Blurring the latent softens the noise the img2img steps leave in it.
+    carry(conv(vae.decoder.layers[0]), blur, 1.0 / _LATENT_GAIN, bias=0.5)
+    # The decoder's output is read as [0, 1]: colours plus the random channels' texture.
+    to_rgb = conv(vae.decoder.layers[-1])
+    texture = to_rgb.weight[:, 3:].clone()
+    carry(to_rgb, identity)
+    to_rgb.weight[:, 3:] = texture
+
+
+def _amplify_conditioning(unet: UNet2DConditionModel) -> None:
+    """Scale the UNet's prompt and guidance inputs so that they visibly steer the output."""
+    import torch
+
+    gains = {
+        "attn2.to_out.0": _CROSS_ATTENTION_GAIN,
+        "attn2.to_k": _KEY_GAIN,
+        "time_emb_proj": _TIME_GAIN,
+        "time_embedding.cond_proj": _GUIDANCE_GAIN,
+    }
+    for name, module in unet.named_modules():
+        for suffix, gain in gains.items():
+            if name.endswith(suffix):
+                assert isinstance(module, torch.nn.Linear)
+                module.weight.mul_(gain)

@@ -1,0 +1,70 @@
+"""The CPU default model, `tiny`, through a real `realtime serve` with no --model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from support import ServerProcess, gradient_image
+
+from frames.codecs import encode_image
+from realtime.client import FrameOutput, StreamClient
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+    return start_server("--device", "cpu")
+
+
+async def generate(client: StreamClient, frame: bytes) -> FrameOutput:
+    await client.send_frame(frame)
+    output = await asyncio.wait_for(client.receive(), 60)
+    assert isinstance(output, FrameOutput), output
+    return output
+
+
+async def test_tiny_is_the_default_and_generates_frames(server: ServerProcess) -> None:
+    frame = encode_image(gradient_image(640, 480), "jpeg")
+    async with await StreamClient.connect(server.ws_url) as client:
+        assert client.ready.model == "tiny"
+        assert (client.ready.width, client.ready.height) == (256, 256)
+        assert {"prompt", "strength", "steps", "seed", "guidance_scale"} <= set(client.ready.params)
+        await client.update_params(output_format="png")
+        first = await generate(client, frame)
+        assert first.pixels().shape == (256, 256, 3)
+        assert first.timings_ms["model"] > 0
+
+        # The session's noise is fixed by its seed: the same input gives the same output.
+        assert (await generate(client, frame)).image == first.image
+
+        await client.update_params(prompt="a completely different prompt")
+        by_prompt = await generate(client, frame)
+        await client.update_params(prompt=client.ready.params["prompt"], strength=0.9)
+        by_strength = await generate(client, frame)
+        await client.update_params(strength=client.ready.params["strength"], seed=1234)
+        by_seed = await generate(client, frame)
+    for changed in (by_prompt, by_strength, by_seed):
+        difference = np.abs(changed.pixels().astype(int) - first.pixels().astype(int))
+        assert difference.mean() > 1.0
+
+
+async def test_sessions_keep_their_own_params(server: ServerProcess) -> None:
+    frame = encode_image(gradient_image(), "jpeg")
+    async with (
+        await StreamClient.connect(server.ws_url) as fox,
+        await StreamClient.connect(server.ws_url) as owl,
+    ):
+        await fox.update_params(prompt="a fox", output_format="png")
+        await owl.update_params(prompt="an owl", output_format="png")
+        fox_alone = await generate(fox, frame)
+        owl_alone = await generate(owl, frame)
+        # Both in the model at once, possibly in one batch: each keeps its own prompt.
+        await asyncio.gather(fox.send_frame(frame), owl.send_frame(frame))
+        fox_again, owl_again = await asyncio.gather(fox.receive(), owl.receive())
+    assert isinstance(fox_again, FrameOutput) and isinstance(owl_again, FrameOutput)
+    assert fox_again.image == fox_alone.image
+    assert owl_again.image == owl_alone.image
+    assert fox_alone.image != owl_alone.image
