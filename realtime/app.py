@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from models.loading import resolve_device
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -16,6 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from models.base import ModelEntry, ModelInfo
+from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.config import ServerConfig
 from realtime.server_state import ServerState

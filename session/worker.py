@@ -45,7 +45,9 @@ class ModelWorker:
         self.name = name
         self.max_batch = max_batch
         self.load_error: BaseException | None = None
-        self._loaded = threading.Event()
+        self._warm = False
+        self._load_ended = threading.Event()
+        """Set once loading succeeded, failed, or was abandoned by `stop`."""
         self._wakeup = threading.Condition()
         self._pending: dict[str, tuple[Job, JobCallback]] = {}
         self._session_states: dict[str, dict[str, Any]] = {}
@@ -60,13 +62,14 @@ class ModelWorker:
         self._thread.start()
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Block until the model is warm or failed to load; True when it is warm."""
-        self._loaded.wait(timeout)
-        return self._loaded.is_set() and self.load_error is None
+        """Block until the model is warm, failed to load, or the worker stopped;
+        True when it is warm."""
+        self._load_ended.wait(timeout)
+        return self._warm
 
     @property
     def is_loaded(self) -> bool:
-        return self._loaded.is_set() and self.load_error is None
+        return self._warm
 
     def submit(self, job: Job, on_done: JobCallback) -> None:
         with self._wakeup:
@@ -85,6 +88,7 @@ class ModelWorker:
         with self._wakeup:
             self._stopping = True
             self._wakeup.notify()
+        self._load_ended.set()  # nobody waits for a load that may never end
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -111,13 +115,14 @@ class ModelWorker:
             logger.info("%s: loaded in %.1f s, warming up", self.name, loaded - started)
             model.warmup()
             logger.info("%s: warm in %.1f s", self.name, time.perf_counter() - loaded)
+            self._warm = True
             return model
         except Exception as error:
             self.load_error = error
             logger.error("%s: could not load model %r: %s", self.name, self.model_id, error)
             return None
         finally:
-            self._loaded.set()
+            self._load_ended.set()
 
     def _run(
         self, model: Model, batch: list[tuple[Job, JobCallback]], states: list[dict[str, Any]]
