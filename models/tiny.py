@@ -13,6 +13,7 @@ imported when the model is built or loaded.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING
 from frames.frame import Pixels
 from models.base import ModelInfo, ModelInput
 from models.params import ParamSpec
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
@@ -119,6 +122,7 @@ def build_tiny_pipeline(folder: Path) -> None:
     from diffusers.schedulers.scheduling_lcm import LCMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    logger.info("building the tiny model's random weights into %s (once)", folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
