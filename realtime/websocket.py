@@ -44,6 +44,8 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     live = LiveSession(worker, server.pool)
     try:
         await WebSocketStream(websocket, live).run(server.ready)
+    except WebSocketDisconnect:
+        pass  # the client left while we were sending: an ordinary end
     except Exception:
         live.log.exception("internal error")
         with contextlib.suppress(Exception):
