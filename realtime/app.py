@@ -18,7 +18,9 @@ from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.config import ServerConfig
+from realtime.ice import restrict_host_candidates
 from realtime.server_state import ServerState
+from realtime.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.websocket import stream_endpoint
 from session.params import SessionParams
 from session.pool import WorkerPool
@@ -42,6 +44,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         device = resolve_device(config.device)
+        if config.ice_addresses:
+            restrict_host_candidates(config.ice_addresses)
         workers = [
             ModelWorker(
                 registry[model_id], device, name=f"{model_id}-{n}", max_batch=config.max_batch
@@ -58,12 +62,18 @@ def create_app(
             yield
         finally:
             loading.cancel()
+            await asyncio.gather(*(peer.close() for peer in list(state.peers.values())))
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
 
+    api = [
+        Route("/models", list_models),
+        WebSocketRoute("/stream", stream_endpoint),
+        *SIGNALLING_ROUTES,
+    ]
     routes = [
         Route("/healthz", healthz),
-        Route("/v1/models", list_models),
-        WebSocketRoute("/v1/stream", stream_endpoint),
+        # Its own mount, so that a wrong method on an API path gets 405, not the web demo's 404.
+        Mount("/v1", routes=api),
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from models.registry import DEFAULT_MODEL, REGISTRY
 from realtime.config import ServerConfig
+from realtime.ice import IceServer
 
 DEFAULTS = ServerConfig()
 
@@ -36,6 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="largest WebSocket message in MiB; a larger one closes the session with 1009",
     )
     serve.add_argument("--workers-per-model", type=_positive_int, default=1)
+    serve.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN or TURN server for WebRTC peers (stun:host:port, turn:host:port); repeatable",
+    )
+    serve.add_argument("--ice-username", help="username for the --ice-server TURN servers")
+    serve.add_argument("--ice-credential", help="credential for the --ice-server TURN servers")
+    serve.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); repeatable",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     commands.add_parser("models", help="list the models this server can serve")
@@ -64,12 +81,17 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         max_sessions=args.max_sessions,
         max_message_bytes=int(args.max_message_mb * 2**20),
         workers_per_model=args.workers_per_model,
+        ice_servers=tuple(
+            IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
+        ),
+        ice_addresses=tuple(args.ice_address),
     )
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE candidate pair
 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
     import uvicorn

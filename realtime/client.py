@@ -60,12 +60,16 @@ class ErrorMessage:
 
 
 class ServerError(Exception):
-    """The server refused something: `error` says what, `close_code` if it then closed."""
+    """The server refused something: `error` says what; `close_code` if it then closed
+    the WebSocket, `status` if it answered an HTTP request (WebRTC signalling)."""
 
-    def __init__(self, error: ErrorMessage, close_code: int | None = None) -> None:
+    def __init__(
+        self, error: ErrorMessage, close_code: int | None = None, status: int | None = None
+    ) -> None:
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
         self.close_code = close_code
+        self.status = status
 
 
 Message = FrameOutput | Params | ErrorMessage
@@ -88,7 +92,7 @@ class StreamClient:
         first = orjson.loads(await connection.recv())
         if first.get("type") != "ready":
             await connection.wait_closed()
-            raise ServerError(_error(first), connection.close_code)
+            raise ServerError(error_message(first), connection.close_code)
         ready = Ready(
             **{key: first[key] for key in ("session_id", "model", "width", "height", "params")}
         )
@@ -158,11 +162,11 @@ class StreamClient:
         if kind == "params":
             return Params(data["params"])
         if kind == "error":
-            return _error(data)
+            return error_message(data)
         raise ValueError(f"unexpected message from server: {data!r}")
 
 
-def _error(data: dict[str, Any]) -> ErrorMessage:
+def error_message(data: dict[str, Any]) -> ErrorMessage:
     return ErrorMessage(
         str(data.get("code")), str(data.get("message")), data.get("field"), data.get("source_frame")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.registry import DEFAULT_MODEL
+from realtime.ice import IceServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,10 @@ class ServerConfig:
     workers_per_model: int = 1
     max_batch: int = 8
     """Most sessions' frames a worker runs through its model in one call."""
+    ice_servers: tuple[IceServer, ...] = ()
+    """STUN/TURN servers for WebRTC peers; none: host candidates only."""
+    ice_addresses: tuple[str, ...] = ()
+    """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
 
     @property
     def default_model(self) -> str:

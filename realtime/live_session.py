@@ -3,10 +3,10 @@
 Every transport drives the data path through this one class, so the path
 reads the same whichever way frames arrive:
 
-    receive_frame: decode (off the loop) -> session.offer_frame -> dispatch
+    receive_*:     decode (off the loop) -> session.offer_frame -> dispatch
     dispatch:      session.next_job -> worker.submit
     worker thread: model -> _on_done (back on the loop) -> session output slot
-    next_output:   wait for the slot -> encode (off the loop) -> transport sends
+    next_output:   wait for the slot -> encode (off the loop, WebSocket only) -> transport sends
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
+
+import av
 
 from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
-from frames.frame import Frame
+from frames.frame import Frame, Pixels
+from frames.video import video_frame_to_pixels
 from session.pool import WorkerPool
-from session.session import Message, Session, SessionState
+from session.session import Message, Output, Session, SessionState
 from session.worker import JobResult, ModelWorker
 
 
@@ -47,11 +52,20 @@ class LiveSession:
 
     async def receive_frame(self, data: bytes) -> Message | None:
         """An encoded image arrived. Returns an error message to send when it is bad."""
+        info = self.session.model
+        return await self._receive(partial(decode_to_size, data, info.width, info.height))
+
+    async def receive_video_frame(self, frame: av.VideoFrame, skipped: int = 0) -> None:
+        """A decoded video frame arrived, overtaking `skipped` older ones."""
+        self.session.skip_frames(skipped)
+        info = self.session.model
+        await self._receive(partial(video_frame_to_pixels, frame, info.width, info.height))
+
+    async def _receive(self, decode: Callable[[], Pixels]) -> Message | None:
         received_at = time.perf_counter()
         index = self.session.number_frame()
-        info = self.session.model
         try:
-            pixels = await asyncio.to_thread(decode_to_size, data, info.width, info.height)
+            pixels = await asyncio.to_thread(decode)
         except BadImage as error:
             self.log.info("bad frame %d: %s", index, error)
             return self.session.reject_frame(index, str(error))
@@ -67,11 +81,16 @@ class LiveSession:
             self.log.info("%s", reply["message"])
         return reply
 
-    async def next_output(self) -> tuple[Message, bytes | None]:
-        """Wait for the newest output; returns its message and, for a frame, its image."""
+    async def next_output(self) -> Output:
+        """Wait for the newest output (a frame or a model error) and take it."""
         while (output := self.session.next_output()) is None:
             self._output_ready.clear()
             await self._output_ready.wait()
+        return output
+
+    async def encode(self, output: Output) -> tuple[Message, bytes | None]:
+        """The encode hop: the output's message and, for a frame, its image in the
+        session's output format."""
         if output.pixels is None:
             return self.session.output_message(output), None
         started = time.perf_counter()

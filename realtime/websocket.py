@@ -92,7 +92,7 @@ class WebSocketStream:
 
     async def _send_outputs(self) -> None:
         while True:
-            message, image = await self.live.next_output()
+            message, image = await self.live.encode(await self.live.next_output())
             async with self._send_lock:
                 await self.websocket.send_text(_json(message))
                 if image is not None:

@@ -73,6 +73,8 @@ class SessionStats:
     """Frames whose model error was sent."""
     frames_sent: int = 0
     dropped_on_close: int = 0
+    skipped_by_transport: int = 0
+    """Frames a transport's own queue held and replaced before they were decoded."""
 
 
 class Session:
@@ -106,7 +108,12 @@ class Session:
     @property
     def dropped_frames(self) -> int:
         """Frames that were received and decoded but will never be sent."""
-        return self._inbox.replaced + self._outbox.replaced + self.stats.dropped_on_close
+        return (
+            self._inbox.replaced
+            + self._outbox.replaced
+            + self.stats.dropped_on_close
+            + self.stats.skipped_by_transport
+        )
 
     @property
     def accepts_frames(self) -> bool:
@@ -136,6 +143,12 @@ class Session:
         """A binary message arrived: give it the next frame number (1, 2, 3, ...)."""
         self.stats.frames_received += 1
         return self.stats.frames_received
+
+    def skip_frames(self, count: int) -> None:
+        """`count` frames arrived but a newer one overtook them before decoding
+        (WebRTC drains its receive queue to the newest frame): number and drop them."""
+        self.stats.frames_received += count
+        self.stats.skipped_by_transport += count
 
     def reject_frame(self, index: int, reason: str) -> Message:
         """Frame `index` could not be decoded. Returns the error message to send."""

@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 from support import ServerProcess, running_server
 
+from realtime.ice import restrict_host_candidates
+
+# Test peers, like the test servers, offer WebRTC candidates on loopback only.
+restrict_host_candidates(["127.0.0.1"])
+
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -64,7 +64,8 @@ def running_server(*args: str, cache: Path) -> Iterator[ServerProcess]:
     """`realtime serve ARGS` on a free port, offline, with `cache` as REALTIME_CACHE;
     entered once the server logged that its models are warm."""
     port = free_port()
-    command = [sys.executable, "-m", "realtime", "serve", "--port", str(port), *args]
+    command = [sys.executable, "-m", "realtime", "serve", "--port", str(port)]
+    command += ["--ice-address", "127.0.0.1", *args]  # WebRTC peers on loopback only
     env = {**os.environ, "REALTIME_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -1,0 +1,49 @@
+"""ICE settings for every RTCPeerConnection the server (or its client) makes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """A STUN or TURN server, as `--ice-server` names it."""
+
+    url: str
+    username: str | None = None
+    credential: str | None = None
+
+
+def rtc_configuration(servers: Sequence[IceServer]) -> RTCConfiguration:
+    """The configuration for a new peer connection.
+
+    Always explicit: given no servers, aiortc would fall back to a public STUN
+    server of its own choosing, and a self-hosted server must not call out
+    unless told to.
+    """
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=server.url, username=server.username, credential=server.credential)
+            for server in servers
+        ]
+    )
+
+
+def restrict_host_candidates(addresses: Sequence[str]) -> None:
+    """Offer host candidates on `addresses` only, for every peer connection in this process.
+
+    aioice gathers on every interface but loopback and has no option to choose;
+    this replaces its gathering function. Use it to serve on loopback only
+    (`--ice-address 127.0.0.1`, as the tests do) or to keep a multi-homed
+    server to its public interface.
+    """
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [address for address in chosen if (":" in address and use_ipv6) or use_ipv4]
+
+    aioice.ice.get_host_addresses = host_addresses

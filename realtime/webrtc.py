@@ -1,0 +1,294 @@
+"""The WebRTC transport: one RTCPeerConnection per session, a thin adapter over LiveSession.
+
+    camera track   -> _read_camera: the newest decoded frame (aiortc's receive
+                      queue drained, the rest counted) -> LiveSession.receive_video_frame
+    _publish       -> LiveSession.next_output -> LatestOutput, and its metadata on `control`
+    OutputTrack    -> recv() waits for a newer output than it last showed; one per
+                      watching peer: the session's own and each WHEP viewer's
+
+The `control` data channel carries the same JSON messages as the WebSocket's
+text messages: `ready`, `params`, `frame` metadata (no image follows: the image
+is on the video track) and `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import av
+import orjson
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from frames.frame import Pixels
+from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
+from realtime.live_session import LiveSession
+from session.errors import StreamError
+from session.session import Message
+
+CONTROL_CHANNEL = "control"
+CONNECT_TIMEOUT_S = 30.0
+"""A peer that has not connected by then is given up, and its session slot freed."""
+CONTROL_HIGH_WATER = 256 * 1024
+"""Frame metadata is skipped while the control channel has this much unsent."""
+
+
+class BadOffer(StreamError):
+    code = "bad_offer"
+
+
+class LatestOutput:
+    """The newest output pixels of a session, watched by any number of tracks."""
+
+    def __init__(self) -> None:
+        self.pixels: Pixels | None = None
+        self.version = 0
+        self.closed = False
+        self._changed = asyncio.Condition()
+
+    async def publish(self, pixels: Pixels) -> None:
+        async with self._changed:
+            self.pixels = pixels
+            self.version += 1
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        async with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    async def newer_than(self, version: int) -> tuple[Pixels, int]:
+        """Wait for an output newer than `version`; raises MediaStreamError once closed."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.closed or self.version > version)
+            if self.closed or self.pixels is None:
+                raise MediaStreamError
+            return self.pixels, self.version
+
+
+class OutputTrack(MediaStreamTrack):
+    """A session's generated video, paced by the encoder that pulls it.
+
+    recv() only waits for a newer output; an encoder slower than the model skips
+    the outputs it had no time for (`skipped`). Each track makes its own frame
+    object: senders encode in a thread that reads the frame's pts.
+    """
+
+    kind = "video"
+
+    def __init__(self, outputs: LatestOutput) -> None:
+        super().__init__()
+        self.outputs = outputs
+        self.shown = 0
+        self.skipped = 0
+        self._version = 0
+        self._started_at: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        pixels, version = await self.outputs.newer_than(self._version)
+        if self._version:
+            self.skipped += version - self._version - 1
+        self._version = version
+        self.shown += 1
+        now = time.perf_counter()
+        if self._started_at is None:
+            self._started_at = now
+        return pixels_to_video_frame(pixels, round((now - self._started_at) / VIDEO_TIME_BASE))
+
+
+async def newest_frame(track: MediaStreamTrack) -> tuple[av.VideoFrame, int]:
+    """The next frame of `track`, fast-forwarded to the newest one queued.
+
+    aiortc's RemoteStreamTrack queues every decoded frame without bound (aiortc
+    issues #642 and #1192); taking all that is queued keeps it empty. Returns the
+    frame and how many older ones it overtook.
+    """
+    frame = await track.recv()
+    queue: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
+    skipped = 0
+    while queue is not None and not queue.empty():
+        newer = queue.get_nowait()
+        if newer is None:  # end of stream: leave it for the next recv()
+            queue.put_nowait(None)
+            break
+        frame, skipped = newer, skipped + 1
+    assert isinstance(frame, av.VideoFrame), f"a video track gave {type(frame).__name__}"
+    return frame, skipped
+
+
+class PeerSession:
+    """A LiveSession reached over WebRTC. Call `answer` once with the peer's offer;
+    `close` ends it (and is called when the peer disconnects or ICE fails)."""
+
+    def __init__(
+        self,
+        live: LiveSession,
+        configuration: RTCConfiguration,
+        on_closed: Callable[[PeerSession], None],
+    ) -> None:
+        self.live = live
+        self.configuration = configuration
+        self.outputs = LatestOutput()
+        self.viewers: dict[str, RTCPeerConnection] = {}
+        self._on_closed = on_closed
+        self._channel: RTCDataChannel | None = None
+        self._ready: Message | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.pc = RTCPeerConnection(configuration)
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def id(self) -> str:
+        return self.live.id
+
+    async def answer(self, offer_sdp: str, model_ready: asyncio.Event) -> str:
+        """Accept the peer's offer; returns the SDP answer, all ICE candidates included."""
+        answer = await _answer(self.pc, offer_sdp, OutputTrack(self.outputs))
+        self._spawn(self._start(model_ready))
+        self._spawn(self._publish())
+        self._spawn(self._give_up_unless_connected())
+        return answer
+
+    async def add_viewer(self, offer_sdp: str) -> tuple[str, str]:
+        """A WHEP viewer: a peer that only watches this session. Returns its id and answer."""
+        viewer_id = uuid.uuid4().hex[:12]
+        pc = RTCPeerConnection(self.configuration)
+        self.viewers[viewer_id] = pc
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.remove_viewer(viewer_id)
+
+        try:
+            answer = await _answer(pc, offer_sdp, OutputTrack(self.outputs))
+        except BadOffer:
+            await self.remove_viewer(viewer_id)
+            raise
+        self.live.log.info("viewer %s watching", viewer_id)
+        return viewer_id, answer
+
+    async def remove_viewer(self, viewer_id: str) -> bool:
+        pc = self.viewers.pop(viewer_id, None)
+        if pc is None:
+            return False
+        await pc.close()
+        self.live.log.info("viewer %s left", viewer_id)
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            if task is not asyncio.current_task():  # close() may run inside one of them
+                task.cancel()
+        await self.outputs.close()
+        for viewer_id in list(self.viewers):
+            await self.remove_viewer(viewer_id)
+        await self.pc.close()
+        self.live.close()
+        self._on_closed(self)
+
+    # The data path
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self._spawn(self._read_camera(track))
+
+    async def _read_camera(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame, skipped = await newest_frame(track)
+            except MediaStreamError:
+                return
+            await self.live.receive_video_frame(frame, skipped)
+
+    async def _publish(self) -> None:
+        while True:
+            output = await self.live.next_output()
+            message = self.live.session.output_message(output)
+            if output.pixels is not None:
+                await self.outputs.publish(output.pixels)
+                # Metadata is advisory on WebRTC: skip it rather than queue it.
+                if self._channel is not None and self._channel.bufferedAmount > CONTROL_HIGH_WATER:
+                    continue
+            self._send(message)
+
+    # Control
+
+    async def _start(self, model_ready: asyncio.Event) -> None:
+        self._ready = await self.live.start(model_ready)
+        self._send(self._ready)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CONTROL_CHANNEL:
+            return
+        self._channel = channel
+        channel.on("message", self._on_control_message)
+        if self._ready is not None:
+            self._send(self._ready)
+
+    def _on_control_message(self, message: str | bytes) -> None:
+        self._send(self.live.receive_text(message))
+
+    def _send(self, message: Message) -> None:
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(orjson.dumps(message).decode())
+
+    # Lifecycle
+
+    async def _on_connection_state(self) -> None:
+        self.live.log.info("peer connection %s", self.pc.connectionState)
+        if self.pc.connectionState in ("failed", "closed"):
+            await self.close()
+
+    async def _give_up_unless_connected(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.pc.connectionState != "connected":
+            self.live.log.info("peer did not connect in %.0f s", CONNECT_TIMEOUT_S)
+            await self.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.live.log.error("peer task failed", exc_info=task.exception())
+            asyncio.get_running_loop().create_task(self.close())
+
+
+async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> str:
+    try:
+        # aiortc's parser takes almost any text; an offer must at least be SDP with media.
+        if not offer_sdp.startswith("v=0") or "\nm=" not in offer_sdp:
+            raise ValueError("expected SDP (v=0 ...) with at least one m= section")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    except (ValueError, TypeError) as error:
+        with contextlib.suppress(Exception):
+            await pc.close()
+        raise BadOffer(f"not a usable SDP offer: {error}", field="sdp") from None
+    # The generated video goes back on the peer's own video m-line, when it offered one.
+    if any(transceiver.kind == "video" for transceiver in pc.getTransceivers()):
+        pc.addTrack(track)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return str(pc.localDescription.sdp)
