@@ -3,6 +3,7 @@ app in a thread when a test needs a model of its own) and test images."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -136,6 +137,11 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+async def eventually(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """`wait_until` for async tests: polls in a thread, so the event loop runs meanwhile."""
+    await asyncio.to_thread(wait_until, condition, what, timeout)
 
 
 def gradient_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:

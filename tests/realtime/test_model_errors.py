@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import httpx
 import pytest
-from support import gradient_image, serve_app, wait_until
+from support import eventually, gradient_image, serve_app
 
 from frames.codecs import encode_image
 from frames.frame import Pixels
@@ -47,9 +47,7 @@ async def test_a_model_error_names_the_frame_and_the_session_goes_on() -> None:
     )
     frame = encode_image(gradient_image(64, 64), "jpeg")
     with serve_app(app) as url:
-        await asyncio.to_thread(
-            wait_until, lambda: httpx.get(f"{url}/healthz").status_code == 200, "healthz"
-        )
+        await eventually(lambda: httpx.get(f"{url}/healthz").status_code == 200, "healthz")
         async with await StreamClient.connect(url.replace("http", "ws")) as client:
             await client.update_params(fail=1)
             await client.send_frame(frame)

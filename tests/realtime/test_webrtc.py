@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from support import ServerProcess, gradient_image, wait_until
+from support import ServerProcess, eventually, gradient_image
 
 from realtime.client import ServerError
 from realtime.rtc_client import CameraTrack, RtcClient
@@ -48,7 +48,7 @@ async def test_a_peer_gets_its_camera_inverted_and_the_control_channel(
         assert set(message["timings_ms"]) == {"queue", "decode", "model", "encode"}
     finally:
         await client.close()
-    wait_until(lambda: sessions(server) == 0, "the session to end")
+    await eventually(lambda: sessions(server) == 0, "the session to end")
 
 
 async def test_offer_params_and_errors(server: ServerProcess) -> None:
@@ -79,7 +79,7 @@ async def test_offer_params_and_errors(server: ServerProcess) -> None:
     assert httpx.post(f"{server.http_url}/v1/webrtc/offer", content=b"{").json()["code"] == (
         "bad_message"
     )
-    wait_until(lambda: sessions(server) == 0, "refused sessions to be released")
+    await eventually(lambda: sessions(server) == 0, "refused sessions to be released")
 
 
 async def test_a_full_server_answers_503_with_retry_after(server: ServerProcess) -> None:
@@ -97,7 +97,7 @@ async def test_a_full_server_answers_503_with_retry_after(server: ServerProcess)
     finally:
         for client in clients:
             await client.close()
-    wait_until(lambda: sessions(server) == 0, "the sessions to end")
+    await eventually(lambda: sessions(server) == 0, "the sessions to end")
 
 
 SDP = {"Content-Type": "application/sdp"}
@@ -122,7 +122,7 @@ async def test_whip_ingest_with_whep_viewers_and_delete(server: ServerProcess) -
         assert httpx.delete(f"{server.http_url}{viewers[1].location}").status_code == 404
 
         assert httpx.delete(f"{server.http_url}{ingest.location}").status_code == 200
-        wait_until(lambda: sessions(server) == 0, "DELETE to end the session")
+        await eventually(lambda: sessions(server) == 0, "DELETE to end the session")
         assert httpx.delete(f"{server.http_url}{ingest.location}").status_code == 404
     finally:
         for client in (ingest, *viewers):
@@ -142,7 +142,7 @@ async def test_whip_and_whep_answer_other_methods_as_rfc_9725_says(server: Serve
     ).status_code == (404)
     bad = httpx.post(f"{url}/v1/whip?model=invert", content=b"not sdp", headers=SDP)
     assert (bad.status_code, bad.json()["code"]) == (400, "bad_offer")
-    wait_until(lambda: sessions(server) == 0, "refused sessions to be released")
+    await eventually(lambda: sessions(server) == 0, "refused sessions to be released")
 
 
 async def test_a_params_change_on_the_control_channel_changes_the_output(

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from support import ServerProcess, gradient_image, noise_image, wait_until
+from support import ServerProcess, eventually, gradient_image, noise_image
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -170,7 +170,7 @@ async def test_a_full_server_refuses_with_1013_and_admits_after_a_close(
     assert refused.value.error.code == "server_full"
     assert refused.value.close_code == 1013
     await first.close()
-    wait_until(lambda: sessions(one_slot_server) == 0, "the slot to be released")
+    await eventually(lambda: sessions(one_slot_server) == 0, "the slot to be released")
     async with await StreamClient.connect(one_slot_server.ws_url) as again:
         assert again.ready.model == "invert"
 
@@ -185,10 +185,12 @@ async def test_disconnect_mid_inference_frees_the_slot_at_the_end_of_the_step(
     await client.close()
     await asyncio.sleep(0.1)
     assert sessions(one_slot_server) == 1  # draining: the step still holds the worker slot
-    wait_until(lambda: sessions(one_slot_server) == 0, "the slot to be released")
+    await eventually(lambda: sessions(one_slot_server) == 0, "the slot to be released")
     async with await StreamClient.connect(one_slot_server.ws_url) as again:
         assert again.ready.session_id != client.ready.session_id
-    wait_until(lambda: any("draining -> closed" in line for line in one_slot_server.log), "log")
+    await eventually(
+        lambda: any("draining -> closed" in line for line in one_slot_server.log), "log"
+    )
 
 
 async def test_a_fast_camera_on_a_slow_model_sees_the_newest_frame_not_a_backlog(
