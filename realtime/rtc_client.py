@@ -22,7 +22,7 @@ from typing import Any
 
 import av
 import orjson
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame, video_frame_to_pixels
@@ -77,10 +77,14 @@ class RtcClient:
         camera: CameraTrack | None = None,
         model: str | None = None,
         params: dict[str, Any] | None = None,
+        video_codec: str | None = None,
         ice_servers: Sequence[IceServer] = (),
     ) -> RtcClient:
-        """POST /v1/webrtc/offer: send `camera` (if any), watch the output, wait for `ready`."""
+        """POST /v1/webrtc/offer: send `camera` (if any), watch the output, wait for `ready`.
+        `video_codec` ("VP8", "H264") offers that codec only."""
         client = cls._with_media(camera, receive=True, ice_servers=ice_servers)
+        if video_codec is not None:
+            client._prefer_codec(video_codec)
         async with client._closed_on_error():
             offer: dict[str, Any] = {"sdp": await client._local_offer(), "type": "offer"}
             if model is not None:
@@ -163,6 +167,26 @@ class RtcClient:
         elif receive:
             client.pc.addTransceiver("video", direction="recvonly")
         return client
+
+    @property
+    def video_codec(self) -> str | None:
+        """The video codec the answer chose: the first payload type of its video m-line."""
+        description = self.pc.remoteDescription
+        if description is None:
+            return None
+        lines = description.sdp.splitlines()
+        media = next(line for line in lines if line.startswith("m=video"))
+        payload_type = media.split()[3]
+        rtpmap = next(line for line in lines if line.startswith(f"a=rtpmap:{payload_type} "))
+        return rtpmap.split()[1].split("/")[0]
+
+    def _prefer_codec(self, name: str) -> None:
+        wanted = f"video/{name}".lower()
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        chosen = [codec for codec in codecs if codec.mimeType.lower() in (wanted, "video/rtx")]
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.setCodecPreferences(chosen)
 
     async def _local_offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())

@@ -34,7 +34,7 @@ from aiortc.mediastreams import MediaStreamError
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
 from realtime.live_session import LiveSession
-from session.errors import StreamError
+from session.errors import BadOffer
 from session.session import Message
 
 CONTROL_CHANNEL = "control"
@@ -42,10 +42,6 @@ CONNECT_TIMEOUT_S = 30.0
 """A peer that has not connected by then is given up, and its session slot freed."""
 CONTROL_HIGH_WATER = 256 * 1024
 """Frame metadata is skipped while the control channel has this much unsent."""
-
-
-class BadOffer(StreamError):
-    code = "bad_offer"
 
 
 class LatestOutput:

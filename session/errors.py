@@ -3,8 +3,9 @@
     StreamError
     ├── InvalidParams   invalid_params   a params field is unknown, mistyped or out of range
     ├── BadMessage      bad_message      a text message is not a JSON object with a known type
-    ├── UnknownModel    unknown_model    the requested model is not served (close 1008)
-    └── ServerFull      server_full      every session slot is taken (close 1013)
+    ├── UnknownModel    unknown_model    the requested model is not served (close 1008, HTTP 404)
+    ├── ServerFull      server_full      every session slot is taken (close 1013, HTTP 503)
+    └── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
 
 Bad frames (`bad_frame`) and model failures (`model_error`) are reported per
 frame by the Session without raising: the session goes on after them.
@@ -42,3 +43,7 @@ class UnknownModel(StreamError):
 
 class ServerFull(StreamError):
     code = "server_full"
+
+
+class BadOffer(StreamError):
+    code = "bad_offer"

@@ -30,12 +30,16 @@ def inverse_error(output: np.ndarray, image: np.ndarray) -> float:
     return float(np.abs(output.astype(int) - (255 - image.astype(int))).mean())
 
 
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_a_peer_gets_its_camera_inverted_and_the_control_channel(
-    server: ServerProcess,
+    server: ServerProcess, codec: str
 ) -> None:
     image = gradient_image()
-    client = await RtcClient.offer(server.http_url, camera=CameraTrack(image), model="invert")
+    client = await RtcClient.offer(
+        server.http_url, camera=CameraTrack(image), model="invert", video_codec=codec
+    )
     try:
+        assert client.video_codec == codec
         assert client.ready is not None
         assert client.ready["model"] == "invert"
         assert client.ready["session_id"] == client.session_id
