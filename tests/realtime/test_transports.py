@@ -101,7 +101,7 @@ class WebRtcStream:
 
 @pytest.fixture(scope="module")
 def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
-    return start_server("--model", "invert", "--max-sessions", "2")
+    return start_server("--model", "invert", "--max-sessions", "4")
 
 
 @pytest.fixture(params=["websocket", "webrtc"])
@@ -169,6 +169,8 @@ async def test_a_fast_camera_on_a_slow_model_stays_near_the_newest_frame(
 
 
 async def test_closing_frees_the_session_slot(transport: str, server: ServerProcess) -> None:
+    # The server frees a slot just after a client's close returns: start from none taken.
+    await eventually(lambda: sessions(server) == 0, "earlier sessions to end")
     async with open_stream(transport, server, gradient_image()) as stream:
         await asyncio.wait_for(stream.next_frame_message(), TIMEOUT_S)
         assert sessions(server) == 1

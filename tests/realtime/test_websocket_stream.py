@@ -41,7 +41,8 @@ async def test_ready_message_describes_the_session(server: ServerProcess) -> Non
         assert (client.ready.width, client.ready.height) == (256, 256)
         assert client.ready.params == {"delay_ms": 0, "output_format": "jpeg", "output_quality": 90}
         assert len(client.ready.session_id) == 12
-    assert any(client.ready.session_id in line for line in server.log)
+    session_id = client.ready.session_id
+    await eventually(lambda: any(session_id in line for line in server.log), "a log line")
 
 
 async def test_the_default_model_is_the_first_served(server: ServerProcess) -> None:
@@ -164,6 +165,7 @@ async def test_an_unknown_model_is_refused_with_1008(server: ServerProcess) -> N
 async def test_a_full_server_refuses_with_1013_and_admits_after_a_close(
     one_slot_server: ServerProcess,
 ) -> None:
+    await eventually(lambda: sessions(one_slot_server) == 0, "earlier sessions to end")
     first = await StreamClient.connect(one_slot_server.ws_url)
     with pytest.raises(ServerError) as refused:
         await StreamClient.connect(one_slot_server.ws_url)
@@ -178,6 +180,8 @@ async def test_a_full_server_refuses_with_1013_and_admits_after_a_close(
 async def test_disconnect_mid_inference_frees_the_slot_at_the_end_of_the_step(
     one_slot_server: ServerProcess,
 ) -> None:
+    # The server frees a slot just after a client's close returns: start from none taken.
+    await eventually(lambda: sessions(one_slot_server) == 0, "earlier sessions to end")
     client = await StreamClient.connect(one_slot_server.ws_url)
     await client.update_params(delay_ms=1500)
     await client.send_frame(encode_image(gradient_image(), "jpeg"))
