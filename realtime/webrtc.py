@@ -231,13 +231,18 @@ class PeerSession:
 
     async def _start(self, model_ready: asyncio.Event) -> None:
         self._ready = await self.live.start(model_ready)
-        self._send(self._ready)
+        self._send_ready()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != CONTROL_CHANNEL:
             return
         self._channel = channel
         channel.on("message", self._on_control_message)
+        channel.on("open", self._send_ready)
+        self._send_ready()
+
+    def _send_ready(self) -> None:
+        """`ready` goes out once both the model is warm and `control` is open."""
         if self._ready is not None:
             self._send(self._ready)
 
