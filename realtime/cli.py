@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="ADDRESS",
         help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); repeatable",
     )
+    serve.add_argument("--ssl-certfile", help="serve HTTPS (needed for a camera on another device)")
+    serve.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     commands.add_parser("models", help="list the models this server can serve")
@@ -116,6 +118,8 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             loop="auto",
             log_config=None,
             log_level=args.log_level,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
         )
     )
     server.run()

@@ -61,10 +61,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(*args: str, cache: Path) -> Iterator[ServerProcess]:
-    """`realtime serve ARGS` on a free port, offline, with `cache` as REALTIME_CACHE;
-    entered once the server logged that its models are warm."""
-    port = free_port()
+def running_server(*args: str, cache: Path, port: int | None = None) -> Iterator[ServerProcess]:
+    """`realtime serve ARGS` on `port` (default: a free one), offline, with `cache` as
+    REALTIME_CACHE; entered once the server logged that its models are warm."""
+    port = port or free_port()
     command = [sys.executable, "-m", "realtime", "serve", "--port", str(port)]
     command += ["--ice-address", "127.0.0.1", *args]  # WebRTC peers on loopback only
     env = {**os.environ, "REALTIME_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}

@@ -1,0 +1,305 @@
+// The demo page: a camera (or a sketch pad) streamed to the server, the generated
+// stream beside it, live controls for the model's params, and live stats.
+import { connectWebRTC, connectWebSocket, drawCover } from "./transports.js";
+
+const TRANSPORTS = { webrtc: connectWebRTC, websocket: connectWebSocket };
+const HIDDEN_PARAMS = new Set(["output_format", "output_quality"]);
+const FIRST_RETRY_MS = 500;
+const LAST_RETRY_MS = 8000;
+
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+
+const state = {
+  transport: TRANSPORTS[query.get("transport")] ? query.get("transport") : "webrtc",
+  model: null,
+  params: {},
+  source: null,
+  connection: null,
+  switching: false,
+  outputTimes: [],
+};
+
+// Kept current for people and for automation (the browser tests read it).
+const stats = (window.demoStats = {
+  transport: state.transport,
+  connected: false,
+  framesSent: 0,
+  framesReceived: 0,
+  fps: 0,
+  latencyMs: null,
+  dropped: 0,
+  modelMs: null,
+  params: null,
+  status: "starting",
+});
+
+async function main() {
+  const models = await fetchModels();
+  const served = models.filter((model) => model.loaded);
+  state.model = served.find((model) => model.id === query.get("model")) ?? served[0];
+  fillModelPicker(models);
+  for (const radio of document.querySelectorAll("input[name=transport]")) {
+    radio.checked = radio.value === state.transport;
+    radio.addEventListener("change", () => switchTo({ transport: radio.value }));
+  }
+  state.source = await openSource();
+  buildControls();
+  setInterval(refreshOverlay, 250);
+  await streamForever();
+}
+
+// Connects, and reconnects with backoff whenever the connection ends.
+async function streamForever() {
+  let retryMs = FIRST_RETRY_MS;
+  for (;;) {
+    setStatus(`connecting (${state.transport})…`, "");
+    const ended = new Promise((resolve) => {
+      connect(resolve).catch((error) => resolve(error.message));
+    });
+    const reason = await ended;
+    state.connection = null;
+    stats.connected = false;
+    if (state.switching) {
+      state.switching = false;
+      retryMs = FIRST_RETRY_MS;
+      continue;
+    }
+    if (stats.framesReceived > 0) retryMs = FIRST_RETRY_MS;
+    for (let left = retryMs; left > 0; left -= 250) {
+      setStatus(`${reason}: reconnecting in ${Math.ceil(left / 1000)} s`, "down");
+      await sleep(250);
+      if (state.switching) break;
+    }
+    retryMs = Math.min(retryMs * 2, LAST_RETRY_MS);
+  }
+}
+
+async function connect(onClose) {
+  const connectTo = TRANSPORTS[state.transport];
+  const wantsCamera = state.model.kind !== "txt2img";
+  showOutput(state.transport);
+  state.connection = await connectTo({
+    model: state.model.id,
+    params: state.params,
+    source: wantsCamera ? state.source : null,
+    output: { video: $("output-video"), canvas: $("output-canvas") },
+    handlers: { onMessage, onOutput, onClose },
+  });
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case "ready":
+      stats.connected = true;
+      stats.params = message.params;
+      setStatus(`live · ${message.model} · ${state.transport}`, "live");
+      setNote("");
+      break;
+    case "params":
+      stats.params = message.params;
+      break;
+    case "frame":
+      stats.dropped = message.dropped_frames;
+      stats.modelMs = message.timings_ms.model;
+      break;
+    case "error":
+      setNote(`${message.code}: ${message.message}`);
+      break;
+  }
+}
+
+function onOutput({ latencyMs }) {
+  stats.framesReceived += 1;
+  if (latencyMs !== null) stats.latencyMs = latencyMs;
+  const now = performance.now();
+  state.outputTimes.push(now);
+  while (state.outputTimes[0] < now - 1000) state.outputTimes.shift();
+}
+
+function refreshOverlay() {
+  const now = performance.now();
+  state.outputTimes = state.outputTimes.filter((time) => time >= now - 1000);
+  stats.fps = state.outputTimes.length;
+  stats.framesSent = state.connection ? state.connection.framesSent() : stats.framesSent;
+  $("stat-fps").textContent = stats.connected ? String(stats.fps) : "–";
+  $("stat-latency").textContent = stats.latencyMs === null ? "–" : `${Math.round(stats.latencyMs)} ms`;
+  $("stat-model").textContent = stats.modelMs === null ? "–" : `${stats.modelMs.toFixed(1)} ms`;
+  $("stat-dropped").textContent = String(stats.dropped);
+}
+
+// Sources: the camera, or a sketch pad to draw on when there is none.
+
+async function openSource() {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    const video = $("camera");
+    video.srcObject = stream;
+    await video.play();
+    return { element: video, stream };
+  } catch (error) {
+    setNote(`No camera (${error.name}): draw on the sketch pad instead.`);
+    return openSketchPad();
+  }
+}
+
+function openSketchPad() {
+  const canvas = $("sketch");
+  $("camera").hidden = true;
+  canvas.hidden = false;
+  $("source-title").textContent = "Sketch pad";
+  canvas.width = canvas.height = 512;
+  const context = canvas.getContext("2d");
+  const gradient = context.createLinearGradient(0, 0, 512, 512);
+  gradient.addColorStop(0, "#3a6ea5");
+  gradient.addColorStop(1, "#f2c14e");
+  context.fillStyle = gradient;
+  context.fillRect(0, 0, 512, 512);
+  context.lineWidth = 14;
+  context.lineCap = "round";
+  context.strokeStyle = "#1b1b1b";
+  let drawing = false;
+  const point = (event) => {
+    const box = canvas.getBoundingClientRect();
+    return [((event.clientX - box.left) / box.width) * 512, ((event.clientY - box.top) / box.height) * 512];
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    drawing = true;
+    context.beginPath();
+    context.moveTo(...point(event));
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drawing) return;
+    context.lineTo(...point(event));
+    context.stroke();
+  });
+  canvas.addEventListener("pointerup", () => (drawing = false));
+  // captureStream only emits frames when the canvas changes; a WebSocket reads it directly.
+  return { element: canvas, stream: canvas.captureStream(30) };
+}
+
+// Controls, built from the model's own parameter descriptions.
+
+function fillModelPicker(models) {
+  const picker = $("model");
+  picker.replaceChildren(
+    ...models.map((model) => {
+      const option = new Option(`${model.id} (${model.kind})`, model.id, false, model.id === state.model.id);
+      option.disabled = !model.loaded;
+      option.title = model.loaded ? model.description : "not loaded on this server";
+      return option;
+    }),
+  );
+  picker.addEventListener("change", () => {
+    state.model = models.find((model) => model.id === picker.value);
+    state.params = {};
+    buildControls();
+    switchTo({ model: state.model.id });
+  });
+}
+
+function buildControls() {
+  const form = $("controls");
+  form.replaceChildren();
+  for (const [name, spec] of Object.entries(state.model.params)) {
+    if (!HIDDEN_PARAMS.has(name)) form.append(control(name, spec));
+  }
+}
+
+function control(name, spec) {
+  const label = document.createElement("label");
+  label.title = spec.description;
+  const value = state.params[name] ?? spec.default;
+  let input;
+  if (spec.choices) {
+    input = document.createElement("select");
+    input.append(...spec.choices.map((choice) => new Option(choice, choice, false, choice === value)));
+  } else if (spec.type === "string") {
+    input = document.createElement("input");
+    input.type = "text";
+    label.classList.add("wide");
+  } else {
+    input = document.createElement("input");
+    const bounded = spec.minimum !== undefined && spec.maximum !== undefined;
+    input.type = bounded && spec.maximum - spec.minimum <= 10_000 ? "range" : "number";
+    if (spec.minimum !== undefined) input.min = spec.minimum;
+    if (spec.maximum !== undefined) input.max = spec.maximum;
+    input.step = spec.type === "integer" ? 1 : bounded ? (spec.maximum - spec.minimum) / 100 : "any";
+  }
+  input.name = name;
+  input.value = value;
+  const shown = document.createElement("output");
+  shown.value = value;
+  const title = document.createElement("span");
+  title.textContent = name.replaceAll("_", " ");
+  label.append(title, shown, input);
+  let pending = null;
+  input.addEventListener("input", () => {
+    const parsed = spec.type === "string" ? input.value : Number(input.value);
+    shown.value = parsed;
+    state.params[name] = parsed;
+    clearTimeout(pending);
+    // A short pause while typing or dragging: the server only needs the latest value.
+    pending = setTimeout(() => state.connection?.sendParams({ [name]: parsed }), 120);
+  });
+  return label;
+}
+
+// Switching transport or model: close, and the loop reconnects at once.
+
+function switchTo(changes) {
+  if (changes.transport) state.transport = stats.transport = changes.transport;
+  const url = new URL(location.href);
+  url.searchParams.set("transport", state.transport);
+  url.searchParams.set("model", state.model.id);
+  history.replaceState(null, "", url);
+  state.switching = true;
+  state.connection?.close();
+}
+
+function showOutput(transport) {
+  $("output-video").hidden = transport !== "webrtc";
+  $("output-canvas").hidden = transport !== "websocket";
+}
+
+function setStatus(text, kind) {
+  stats.status = text;
+  const status = $("status");
+  status.textContent = text;
+  status.className = `status ${kind}`;
+}
+
+function setNote(text) {
+  $("note").textContent = text;
+}
+
+async function fetchModels() {
+  for (let retryMs = FIRST_RETRY_MS; ; retryMs = Math.min(retryMs * 2, LAST_RETRY_MS)) {
+    try {
+      const response = await fetch("/v1/models");
+      if (response.ok) return await response.json();
+    } catch {
+      // The server is not up yet: try again.
+    }
+    setStatus("waiting for the server…", "down");
+    await sleep(retryMs);
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// For tests and curious people: the RGB at (x, y), in fractions of the model's
+// frame, of the camera (as the server sees it) and of the displayed output.
+window.demoSample = (x, y) => {
+  const size = 256;
+  const canvas = new OffscreenCanvas(size, size);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  const pixel = (element) => {
+    drawCover(context, element, size, size);
+    return Array.from(context.getImageData(Math.round(x * (size - 1)), Math.round(y * (size - 1)), 1, 1).data.slice(0, 3));
+  };
+  const output = state.transport === "webrtc" ? $("output-video") : $("output-canvas");
+  return { camera: pixel(state.source.element), output: pixel(output) };
+};
+
+main();
