@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint browser-deps bench clean
 
 # torch is pinned first: a range that admits a newer release would pull a CUDA build of several GB.
 $(INSTALLED): pyproject.toml
@@ -22,8 +22,21 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/python -m pytest
+# The whole run is in a network namespace with only loopback: see tests/loopback-only.
+test: lint browser-deps
+	sh tests/loopback-only $(BIN)/python -m pytest
+
+# The browser tests drive Debian's Chromium; tests/loopback-only needs `ip` (iproute2).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! command -v ip >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "apt-get: installing chromium and iproute2 for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends chromium iproute2 >/dev/null; \
+		else \
+			echo "WARNING: the browser tests need: sudo apt-get install chromium iproute2"; \
+		fi; \
+	fi
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/codecs.py

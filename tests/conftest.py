@@ -1,12 +1,16 @@
-"""Shared fixtures: a model cache for the run and `realtime serve` processes."""
+"""Shared fixtures: a model cache for the run, `realtime serve` processes and a browser."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import browser
 import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page
 from support import ServerProcess, running_server
 
 from realtime.ice import restrict_host_candidates
@@ -26,3 +30,24 @@ def start_server(model_cache: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start `realtime serve ARGS` on a free port; returns once it logged that it is ready."""
     with ExitStack() as servers:
         yield lambda *args: servers.enter_context(running_server(*args, cache=model_cache))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    """One headless Chromium for the run (see tests/browser.py); skips where it cannot run.
+    Playwright objects belong to the event loop that made them, so tests using this
+    (or `browser_page`) run in the session loop: `pytest.mark.asyncio(loop_scope="session")`."""
+    reason = browser.why_not_runnable()
+    if reason is not None and os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser tests: {reason}")  # never a silent skip there
+    if reason is not None:
+        pytest.skip(reason)
+    async with browser.chromium() as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser_page(chromium: Browser) -> AsyncIterator[Page]:
+    """A fresh page (its own browser context) of the run's Chromium, for one test."""
+    async with browser.new_page(chromium) as page:
+        yield page

@@ -232,7 +232,8 @@ function control(name, spec) {
   shown.value = value;
   const title = document.createElement("span");
   title.textContent = name.replaceAll("_", " ");
-  label.append(title, shown, input);
+  // A text field shows its own value; sliders and pickers show theirs beside the name.
+  label.append(title, spec.type === "string" ? "" : shown, input);
   let pending = null;
   input.addEventListener("input", () => {
     const parsed = spec.type === "string" ? input.value : Number(input.value);

@@ -1,0 +1,82 @@
+"""The web demo in headless Chromium with a fake webcam, against a real server."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Page
+from support import ServerProcess, running_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+    return start_server("--model", "invert", "--model", "tiny")
+
+
+async def stats(page: Page) -> dict[str, object]:
+    result: dict[str, object] = await page.evaluate("window.demoStats")
+    return result
+
+
+async def wait_for_frames(page: Page, more_than: int) -> None:
+    await page.wait_for_function(
+        f"window.demoStats.connected && window.demoStats.framesReceived > {more_than}",
+        timeout=TIMEOUT_MS,
+    )
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_the_page_streams_the_inverted_camera(
+    browser_page: Page,
+    server: ServerProcess,
+    transport: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    await browser_page.goto(f"{server.http_url}/?transport={transport}&model=invert")
+    await wait_for_frames(browser_page, 20)
+    current = await stats(browser_page)
+    assert current["transport"] == transport
+    assert isinstance(current["framesSent"], int) and current["framesSent"] > 0
+    assert isinstance(current["fps"], int) and current["fps"] > 0
+    assert current["latencyMs"] is not None
+    # The fake webcam's green background is still; compare one of its pixels.
+    sample = await browser_page.evaluate("window.demoSample(0.1, 0.9)")
+    for camera, output in zip(sample["camera"], sample["output"], strict=True):
+        assert abs(output - (255 - camera)) < 30, sample
+    folder = tmp_path_factory.mktemp("web-demo")
+    await browser_page.screenshot(path=folder / f"{transport}.png")
+    assert (folder / f"{transport}.png").stat().st_size > 10_000
+
+
+async def test_a_prompt_typed_in_the_page_reaches_the_server(
+    browser_page: Page, server: ServerProcess
+) -> None:
+    await browser_page.goto(f"{server.http_url}/?transport=websocket&model=tiny")
+    await wait_for_frames(browser_page, 2)
+    await browser_page.fill("input[name=prompt]", "a neon city at night")
+    # The server's params answer, which the page keeps, shows the new prompt.
+    await browser_page.wait_for_function(
+        "window.demoStats.params.prompt === 'a neon city at night'", timeout=TIMEOUT_MS
+    )
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_the_page_reconnects_after_a_server_restart(
+    browser_page: Page, model_cache: object, transport: str
+) -> None:
+    with running_server("--model", "invert", cache=model_cache) as first:  # type: ignore[arg-type]
+        port = first.port
+        await browser_page.goto(f"{first.http_url}/?transport={transport}")
+        await wait_for_frames(browser_page, 5)
+    # The page says so on screen while it retries.
+    await browser_page.wait_for_function(
+        "!window.demoStats.connected && window.demoStats.status.includes('reconnecting')",
+        timeout=TIMEOUT_MS,
+    )
+    assert "reconnecting" in await browser_page.text_content("#status")  # type: ignore[operator]
+    received = int((await stats(browser_page))["framesReceived"])  # type: ignore[call-overload]
+    with running_server("--model", "invert", cache=model_cache, port=port):  # type: ignore[arg-type]
+        await wait_for_frames(browser_page, received + 10)
