@@ -174,7 +174,9 @@ function openSketchPad() {
     context.stroke();
   });
   canvas.addEventListener("pointerup", () => (drawing = false));
-  // captureStream only emits frames when the canvas changes; a WebSocket reads it directly.
+  // captureStream emits a frame only when the canvas is painted: repaint one pixel
+  // as it is, so a still sketch keeps streaming and a new prompt shows at once.
+  setInterval(() => context.putImageData(context.getImageData(0, 0, 1, 1), 0, 0), 1000 / 15);
   return { element: canvas, stream: canvas.captureStream(30) };
 }
 
