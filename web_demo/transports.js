@@ -21,15 +21,10 @@ export async function connectWebSocket({ model, params, source, output, handlers
   let ready = null;
   let pendingMeta = null;
   let timer = null;
-  let closed = false;
-
-  const end = (reason) => {
-    if (closed) return;
-    closed = true;
+  const end = ending(() => {
     clearInterval(timer);
     socket.close();
-    handlers.onClose(reason);
-  };
+  }, handlers.onClose);
 
   await new Promise((resolve, reject) => {
     socket.onopen = resolve;
@@ -96,18 +91,14 @@ export async function connectWebSocket({ model, params, source, output, handlers
 export async function connectWebRTC({ model, params, source, output, handlers }) {
   const pc = new RTCPeerConnection();
   const control = pc.createDataChannel("control");
-  let closed = false;
   let lastMeta = null;
   let framesSent = 0;
   let latencyMs = null;
-
-  const end = (reason) => {
-    if (closed) return;
-    closed = true;
+  let statsTimer = null;
+  const end = ending(() => {
     clearInterval(statsTimer);
     pc.close();
-    handlers.onClose(reason);
-  };
+  }, handlers.onClose);
 
   if (source) {
     for (const track of source.stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendrecv" });
@@ -116,7 +107,7 @@ export async function connectWebRTC({ model, params, source, output, handlers })
   }
   pc.ontrack = (event) => {
     output.video.srcObject = new MediaStream([event.track]);
-    countFrames(output.video, () => handlers.onOutput({ latencyMs }), () => closed);
+    countFrames(output.video, () => handlers.onOutput({ latencyMs }), end.done);
   };
   control.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -145,7 +136,7 @@ export async function connectWebRTC({ model, params, source, output, handlers })
   // Capture-to-display latency, estimated: the server's own hops for the newest
   // frame, the network round trip, and the time this browser holds frames in its
   // jitter buffer (WebRTC carries no frame numbers to match send and display).
-  const statsTimer = setInterval(async () => {
+  statsTimer = setInterval(async () => {
     const stats = await pc.getStats();
     let rttMs = 0;
     let jitterMs = 0;
@@ -185,6 +176,19 @@ export function drawCover(context, element, width, height) {
     (sourceWidth - cropWidth) / 2, (sourceHeight - cropHeight) / 2, cropWidth, cropHeight,
     0, 0, width, height,
   );
+}
+
+// An idempotent end of a connection: `cleanup` once, then the page hears why.
+function ending(cleanup, onClose) {
+  let ended = false;
+  const end = (reason) => {
+    if (ended) return;
+    ended = true;
+    cleanup();
+    onClose(reason);
+  };
+  end.done = () => ended;
+  return end;
 }
 
 function countFrames(video, onFrame, stopped) {
