@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from models.registry import DEFAULT_MODEL, REGISTRY
 from realtime.config import ServerConfig
@@ -52,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="ADDRESS",
         help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); repeatable",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds to let sessions finish their frame before cutting them off",
     )
     serve.add_argument("--ssl-certfile", help="serve HTTPS (needed for a camera on another device)")
     serve.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile")
@@ -108,7 +117,25 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         server.should_exit = True
 
     app = create_app(config, on_load_failed=stop_on_load_failure)
-    server = uvicorn.Server(
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn would close every WebSocket at once with 1012: first close the
+        listening sockets, then let the sessions end gracefully."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for listening in self.servers:
+                listening.close()
+            await app.state.server.drain(args.shutdown_timeout)
+            await super().shutdown(sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises caught signals once stopped, so the process would end
+            # "killed by SIGTERM"; a drained SIGTERM is an orderly stop: exit status 0.
+            if sig == signal.SIGTERM:
+                self._captured_signals.remove(sig)
+
+    server = DrainingServer(
         uvicorn.Config(
             app,
             host=args.host,
@@ -120,6 +147,7 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             log_level=args.log_level,
             ssl_certfile=args.ssl_certfile,
             ssl_keyfile=args.ssl_keyfile,
+            timeout_graceful_shutdown=args.shutdown_timeout,
         )
     )
     server.run()

@@ -52,6 +52,13 @@ class Params:
 
 
 @dataclass(frozen=True, slots=True)
+class Closing:
+    """The server is shutting down: the frame in the model still comes, then a close."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorMessage:
     code: str
     message: str
@@ -72,7 +79,7 @@ class ServerError(Exception):
         self.status = status
 
 
-Message = FrameOutput | Params | ErrorMessage
+Message = FrameOutput | Params | ErrorMessage | Closing
 
 
 class StreamClient:
@@ -136,7 +143,7 @@ class StreamClient:
             self._early.append(message)
 
     async def receive(self) -> Message:
-        """The next message: a frame output, a params answer or an error."""
+        """The next message: a frame output, a params answer, an error or `closing`."""
         if self._early:
             return self._early.popleft()
         return await self._receive_from_server()
@@ -163,6 +170,8 @@ class StreamClient:
             return Params(data["params"])
         if kind == "error":
             return error_message(data)
+        if kind == "closing":
+            return Closing(str(data.get("message")))
         raise ValueError(f"unexpected message from server: {data!r}")
 
 

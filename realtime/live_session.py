@@ -38,6 +38,8 @@ class LiveSession:
         self.pool = pool
         self._loop = asyncio.get_running_loop()
         self._output_ready = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._sending = False
         self._released = False
         self.log = self.session.log
 
@@ -82,11 +84,28 @@ class LiveSession:
         return reply
 
     async def next_output(self) -> Output:
-        """Wait for the newest output (a frame or a model error) and take it."""
+        """Wait for the newest output (a frame or a model error) and take it; call
+        `output_sent` once the transport has sent it."""
         while (output := self.session.next_output()) is None:
             self._output_ready.clear()
             await self._output_ready.wait()
+        self._sending = True
         return output
+
+    def output_sent(self) -> None:
+        self._sending = False
+        self._note_settled()
+
+    def stop_input(self, reason: str) -> Message:
+        """A graceful end begins: no more frames. Returns the `closing` message to send;
+        then await `settled`."""
+        closing = self.session.stop_input(reason)
+        self._note_settled()
+        return closing
+
+    async def settled(self) -> None:
+        """Wait until the frame in the model has come out and the transport sent it."""
+        await self._settled.wait()
 
     async def encode(self, output: Output) -> tuple[Message, bytes | None]:
         """The encode hop: the output's message and, for a frame, its image in the
@@ -128,8 +147,15 @@ class LiveSession:
         else:
             self.session.fail_job(result.error or "the model returned no output")
         self._output_ready.set()
+        self._note_settled()
         self._release_when_closed()
         self._dispatch()
+
+    def _note_settled(self) -> None:
+        if self.session.is_settled and not self._sending:
+            self._settled.set()
+        else:
+            self._settled.clear()
 
     def _release_when_closed(self) -> None:
         if self.session.state is SessionState.CLOSED and not self._released:

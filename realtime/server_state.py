@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from models.base import ModelEntry
 from realtime.config import ServerConfig
+from session.errors import ShuttingDown
 from session.pool import WorkerPool
+from session.worker import ModelWorker
 
 if TYPE_CHECKING:
     from realtime.webrtc import PeerSession
+
+logger = logging.getLogger("realtime.server")
+
+
+class Stream(Protocol):
+    """A transport's session, as shutdown sees it."""
+
+    async def close_gracefully(self, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -25,3 +36,29 @@ class ServerState:
     load_error: str | None = None
     peers: dict[str, PeerSession] = field(default_factory=dict)
     """WebRTC sessions by session id, for WHIP's DELETE and WHEP viewers."""
+    streams: set[Stream] = field(default_factory=set)
+    """WebSocket sessions, for shutdown."""
+    draining: bool = False
+
+    def admit(self, model_id: str) -> ModelWorker:
+        """A worker for a new session, or raise: shutting down, unknown model, full."""
+        if self.draining:
+            raise ShuttingDown("the server is shutting down; try again later")
+        return self.pool.admit(model_id)
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown: refuse new sessions, tell every session `closing`, let
+        the frames in the models come out and be sent, then close them. Whatever is
+        not done after `timeout` seconds is left to be cut off."""
+        self.draining = True
+        sessions: list[Stream] = [*self.streams, *self.peers.values()]
+        if not sessions:
+            return
+        logger.info("draining %d session(s), at most %.0f s", len(sessions), timeout)
+        reason = "the server is shutting down"
+        closing = [asyncio.create_task(s.close_gracefully(reason)) for s in sessions]
+        _, late = await asyncio.wait(closing, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            logger.warning("%d session(s) did not finish in %.0f s", len(late), timeout)

@@ -188,6 +188,12 @@ class PeerSession:
         self.live.log.info("viewer %s left", viewer_id)
         return True
 
+    async def close_gracefully(self, reason: str) -> None:
+        """Say `closing` on `control`, let the frame in the model come out, then close."""
+        self._send(self.live.stop_input(reason))
+        await self.live.settled()
+        await self.close()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -222,10 +228,13 @@ class PeerSession:
             message = self.live.session.output_message(output)
             if output.pixels is not None:
                 await self.outputs.publish(output.pixels)
-                # Metadata is advisory on WebRTC: skip it rather than queue it.
-                if self._channel is not None and self._channel.bufferedAmount > CONTROL_HIGH_WATER:
-                    continue
-            self._send(message)
+            self.live.output_sent()
+            # Frame metadata is advisory on WebRTC: skip it rather than queue it.
+            backed_up = (
+                self._channel is not None and self._channel.bufferedAmount > CONTROL_HIGH_WATER
+            )
+            if output.pixels is None or not backed_up:
+                self._send(message)
 
     # Control
 

@@ -18,14 +18,16 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.live_session import LiveSession
 from realtime.server_state import ServerState
-from session.errors import ServerFull, StreamError
+from session.errors import ServerFull, ShuttingDown, StreamError
 from session.session import Message
 
 logger = logging.getLogger("realtime.websocket")
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_CODES = {ServerFull: CLOSE_TRY_AGAIN_LATER, ShuttingDown: CLOSE_GOING_AWAY}
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
@@ -34,16 +36,19 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     model_id = websocket.query_params.get("model", server.config.default_model)
     await websocket.accept()
     try:
-        worker = server.pool.admit(model_id)
+        worker = server.admit(model_id)
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
-        code = CLOSE_TRY_AGAIN_LATER if isinstance(error, ServerFull) else CLOSE_POLICY_VIOLATION
         await _send_message(websocket, error.to_message())
-        await websocket.close(code, reason=error.code)
+        await websocket.close(
+            CLOSE_CODES.get(type(error), CLOSE_POLICY_VIOLATION), reason=error.code
+        )
         return
     live = LiveSession(worker, server.pool)
+    stream = WebSocketStream(websocket, live)
+    server.streams.add(stream)
     try:
-        await WebSocketStream(websocket, live).run(server.ready)
+        await stream.run(server.ready)
     except WebSocketDisconnect:
         pass  # the client left while we were sending: an ordinary end
     except Exception:
@@ -51,6 +56,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await websocket.close(CLOSE_INTERNAL_ERROR, reason="internal error")
     finally:
+        server.streams.discard(stream)
         live.close()
 
 
@@ -77,6 +83,14 @@ class WebSocketStream:
             with contextlib.suppress(WebSocketDisconnect):
                 task.result()
 
+    async def close_gracefully(self, reason: str) -> None:
+        """Say `closing`, let the frame in the model come out and be sent, close with 1001."""
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self._send(self.live.stop_input(reason))
+            await self.live.settled()
+            async with self._send_lock:  # after the last output's metadata and image
+                await self.websocket.close(CLOSE_GOING_AWAY, reason="server shutting down")
+
     async def _receive_inputs(self) -> None:
         while True:
             message = await self.websocket.receive()
@@ -97,6 +111,7 @@ class WebSocketStream:
                 await self.websocket.send_text(_json(message))
                 if image is not None:
                     await self.websocket.send_bytes(image)
+            self.live.output_sent()
 
     async def _send(self, message: Message) -> None:
         async with self._send_lock:

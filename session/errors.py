@@ -5,6 +5,7 @@
     ├── BadMessage      bad_message      a text message is not a JSON object with a known type
     ├── UnknownModel    unknown_model    the requested model is not served (close 1008, HTTP 404)
     ├── ServerFull      server_full      every session slot is taken (close 1013, HTTP 503)
+    ├── ShuttingDown    shutting_down    the server is draining for shutdown (close 1001, HTTP 503)
     └── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
 
 Bad frames (`bad_frame`) and model failures (`model_error`) are reported per
@@ -43,6 +44,10 @@ class UnknownModel(StreamError):
 
 class ServerFull(StreamError):
     code = "server_full"
+
+
+class ShuttingDown(StreamError):
+    code = "shutting_down"
 
 
 class BadOffer(StreamError):

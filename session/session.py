@@ -92,6 +92,7 @@ class Session:
         self._inbox: LatestSlot[Frame] = LatestSlot()
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
+        self._input_open = True
         self.log = SessionLog(logger, session_id)
 
     # State
@@ -117,7 +118,12 @@ class Session:
 
     @property
     def accepts_frames(self) -> bool:
-        return self._state in (SessionState.WARMING, SessionState.STREAMING)
+        return self._input_open and self._state in (SessionState.WARMING, SessionState.STREAMING)
+
+    @property
+    def is_settled(self) -> bool:
+        """Nothing in the model and no output waiting to be sent."""
+        return self._in_flight is None and not self._outbox
 
     # Events from the transport
 
@@ -178,6 +184,15 @@ class Session:
             raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
         except StreamError as error:
             return error.to_message()
+
+    def stop_input(self, reason: str) -> Message:
+        """The server is shutting down: take no more frames, but finish the one in the
+        model (wait for `is_settled`). The frame waiting for the model is dropped.
+        Returns the `closing` message to send."""
+        self._input_open = False
+        self.stats.dropped_on_close += self._inbox.take() is not None
+        self.log.info("closing: %s", reason)
+        return {"type": "closing", "message": reason}
 
     def close(self) -> None:
         """The transport ended. A frame still in the model keeps the slot until it returns."""
