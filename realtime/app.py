@@ -10,7 +10,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -19,6 +19,7 @@ from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.config import ServerConfig
 from realtime.ice import restrict_host_candidates
+from realtime.metrics import Metrics
 from realtime.server_state import ServerState
 from realtime.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.websocket import stream_endpoint
@@ -53,7 +54,8 @@ def create_app(
             for model_id in config.models
             for n in range(config.workers_per_model)
         ]
-        state = ServerState(config, registry, WorkerPool(workers, config.max_sessions))
+        pool = WorkerPool(workers, config.max_sessions)
+        state = ServerState(config, registry, pool, Metrics(pool))
         app.state.server = state
         for worker in workers:
             worker.start()
@@ -72,6 +74,7 @@ def create_app(
     ]
     routes = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         # Its own mount, so that a wrong method on an API path gets 405, not the web demo's 404.
         Mount("/v1", routes=api),
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
@@ -106,6 +109,12 @@ async def healthz(request: Request) -> JSONResponse:
     if state.load_error:
         body["error"] = state.load_error
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text format."""
+    state: ServerState = request.app.state.server
+    return await state.metrics.endpoint(request)
 
 
 async def list_models(request: Request) -> JSONResponse:

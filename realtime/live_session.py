@@ -23,6 +23,7 @@ import av
 from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
 from frames.frame import Frame, Pixels
 from frames.video import video_frame_to_pixels
+from realtime.metrics import SessionMeter
 from session.pool import WorkerPool
 from session.session import Message, Output, Session, SessionState
 from session.worker import JobResult, ModelWorker
@@ -31,11 +32,12 @@ from session.worker import JobResult, ModelWorker
 class LiveSession:
     """Create with a worker the pool admitted; `close` exactly once when the transport ends."""
 
-    def __init__(self, worker: ModelWorker, pool: WorkerPool) -> None:
+    def __init__(self, worker: ModelWorker, pool: WorkerPool, meter: SessionMeter) -> None:
         self.session = Session(uuid.uuid4().hex[:12], worker.entry.info)
         self.session.pin()
         self.worker = worker
         self.pool = pool
+        self.meter = meter
         self._loop = asyncio.get_running_loop()
         self._output_ready = asyncio.Event()
         self._settled = asyncio.Event()
@@ -70,9 +72,12 @@ class LiveSession:
             pixels = await asyncio.to_thread(decode)
         except BadImage as error:
             self.log.info("bad frame %d: %s", index, error)
-            return self.session.reject_frame(index, str(error))
+            reply = self.session.reject_frame(index, str(error))
+            self.meter.update(self.session)
+            return reply
         decode_ms = (time.perf_counter() - received_at) * 1000
         self.session.offer_frame(Frame(pixels, index, received_at, {"decode": decode_ms}))
+        self.meter.update(self.session)
         self._dispatch()
         return None
 
@@ -92,8 +97,10 @@ class LiveSession:
         self._sending = True
         return output
 
-    def output_sent(self) -> None:
+    def output_sent(self, output: Output) -> None:
         self._sending = False
+        self.meter.sent(output)
+        self.meter.update(self.session)
         self._note_settled()
 
     def stop_input(self, reason: str) -> Message:
@@ -162,3 +169,5 @@ class LiveSession:
             self._released = True
             self.pool.release(self.worker)
             self.worker.forget(self.id)
+            self.meter.update(self.session)
+            self.meter.released()

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from models.base import ModelEntry
 from realtime.config import ServerConfig
-from session.errors import ShuttingDown
+from realtime.metrics import Metrics
+from session.errors import ShuttingDown, StreamError
 from session.pool import WorkerPool
 from session.worker import ModelWorker
 
@@ -31,6 +32,7 @@ class ServerState:
     config: ServerConfig
     registry: Mapping[str, ModelEntry]
     pool: WorkerPool
+    metrics: Metrics
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once every configured model is loaded and warm."""
     load_error: str | None = None
@@ -42,9 +44,13 @@ class ServerState:
 
     def admit(self, model_id: str) -> ModelWorker:
         """A worker for a new session, or raise: shutting down, unknown model, full."""
-        if self.draining:
-            raise ShuttingDown("the server is shutting down; try again later")
-        return self.pool.admit(model_id)
+        try:
+            if self.draining:
+                raise ShuttingDown("the server is shutting down; try again later")
+            return self.pool.admit(model_id)
+        except StreamError as refusal:
+            self.metrics.refusals.labels(refusal.code).inc()
+            raise
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let

@@ -120,7 +120,7 @@ async def _open_session(
     server: ServerState, model: str, offer_sdp: str, params: Mapping[str, object]
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
-    live = LiveSession(server.admit(model), server.pool)
+    live = LiveSession(server.admit(model), server.pool, server.metrics.meter(model, "webrtc"))
     peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
     server.peers[peer.id] = peer
     try:

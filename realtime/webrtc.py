@@ -228,7 +228,7 @@ class PeerSession:
             message = self.live.session.output_message(output)
             if output.pixels is not None:
                 await self.outputs.publish(output.pixels)
-            self.live.output_sent()
+            self.live.output_sent(output)
             # Frame metadata is advisory on WebRTC: skip it rather than queue it.
             backed_up = (
                 self._channel is not None and self._channel.bufferedAmount > CONTROL_HIGH_WATER

@@ -44,7 +44,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
             CLOSE_CODES.get(type(error), CLOSE_POLICY_VIOLATION), reason=error.code
         )
         return
-    live = LiveSession(worker, server.pool)
+    live = LiveSession(worker, server.pool, server.metrics.meter(model_id, "websocket"))
     stream = WebSocketStream(websocket, live)
     server.streams.add(stream)
     try:
@@ -106,12 +106,13 @@ class WebSocketStream:
 
     async def _send_outputs(self) -> None:
         while True:
-            message, image = await self.live.encode(await self.live.next_output())
+            output = await self.live.next_output()
+            message, image = await self.live.encode(output)
             async with self._send_lock:
                 await self.websocket.send_text(_json(message))
                 if image is not None:
                     await self.websocket.send_bytes(image)
-            self.live.output_sent()
+            self.live.output_sent(output)
 
     async def _send(self, message: Message) -> None:
         async with self._send_lock:

@@ -45,6 +45,9 @@ class ModelWorker:
         self.name = name
         self.max_batch = max_batch
         self.load_error: BaseException | None = None
+        self.busy_seconds = 0.0
+        """Time spent in model calls; written by the worker thread, read by metrics."""
+        self.batches = 0
         self._warm = False
         self._load_ended = threading.Event()
         """Set once loading succeeded, failed, or was abandoned by `stop`."""
@@ -141,5 +144,7 @@ class ModelWorker:
             )
             outputs, error = [None] * len(batch), f"{type(exc).__name__}: {exc}"
         model_ms = (time.perf_counter() - started) * 1000
+        self.busy_seconds += model_ms / 1000
+        self.batches += 1
         for (job, on_done), pixels in zip(batch, outputs, strict=True):
             on_done(JobResult(job, pixels, error, started, model_ms))

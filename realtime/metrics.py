@@ -1,0 +1,113 @@
+"""Prometheus metrics: GET /metrics. One registry per app, so tests can run several."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from session.pool import WorkerPool
+from session.session import Output, Session
+
+HOPS = ("decode", "queue", "model", "encode")
+HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Every metric the server exports; sessions report through `meter`."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model", "transport"]
+        self.sessions = Gauge(
+            "realtime_sessions", "Sessions holding a slot.", labels, registry=self.registry
+        )
+        self.frames = Counter(
+            "realtime_frames",
+            "Frames by what became of them: received, sent, dropped, bad, failed.",
+            [*labels, "outcome"],
+            registry=self.registry,
+        )
+        self.hop_seconds = Histogram(
+            "realtime_hop_seconds",
+            "Seconds each hop of the data path took, per sent frame.",
+            ["model", "hop"],
+            buckets=HOP_BUCKETS,
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "realtime_refusals",
+            "Sessions refused, by the error code they were given.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(WorkerCollector(pool))
+
+    def meter(self, model: str, transport: str) -> SessionMeter:
+        return SessionMeter(self, model, transport)
+
+    async def endpoint(self, request: Request) -> Response:
+        """GET /metrics"""
+        return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
+
+
+class SessionMeter:
+    """One session's share of the metrics: `update` after its counts change."""
+
+    def __init__(self, metrics: Metrics, model: str, transport: str) -> None:
+        self.metrics = metrics
+        self.labels = (model, transport)
+        self._reported: dict[str, int] = {}
+        metrics.sessions.labels(*self.labels).inc()
+
+    def update(self, session: Session) -> None:
+        for outcome, now in _outcomes(session).items():
+            if now > self._reported.get(outcome, 0):
+                increase = now - self._reported.get(outcome, 0)
+                self.metrics.frames.labels(*self.labels, outcome).inc(increase)
+                self._reported[outcome] = now
+
+    def sent(self, output: Output) -> None:
+        for hop in HOPS:
+            if hop in output.frame.timings_ms:
+                seconds = output.frame.timings_ms[hop] / 1000
+                self.metrics.hop_seconds.labels(self.labels[0], hop).observe(seconds)
+
+    def released(self) -> None:
+        self.metrics.sessions.labels(*self.labels).dec()
+
+
+def _outcomes(session: Session) -> dict[str, int]:
+    return {
+        "received": session.stats.frames_received,
+        "sent": session.stats.frames_sent,
+        "dropped": session.dropped_frames,
+        "bad": session.stats.bad_frames,
+        "failed": session.stats.failed_frames,
+    }
+
+
+class WorkerCollector(Collector):
+    """Each worker's busy time, read at scrape time: rate() of it is the busy ratio."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        busy = CounterMetricFamily(
+            "realtime_worker_busy_seconds",
+            "Seconds each worker spent in its model; rate() is its busy ratio.",
+            labels=["worker", "model"],
+        )
+        batches = CounterMetricFamily(
+            "realtime_worker_batches", "Model calls each worker made.", labels=["worker", "model"]
+        )
+        for worker in self.pool.workers:
+            busy.add_metric([worker.name, worker.model_id], worker.busy_seconds)
+            batches.add_metric([worker.name, worker.model_id], worker.batches)
+        yield busy
+        yield batches

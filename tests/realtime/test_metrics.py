@@ -1,0 +1,55 @@
+"""GET /metrics on a real server, after real sessions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support import ServerProcess, eventually, gradient_image
+
+from frames.codecs import encode_image
+from realtime.client import FrameOutput, ServerError, StreamClient
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def key(name: str, **labels: str) -> Key:
+    return name, tuple(sorted(labels.items()))
+
+
+def scrape(server: ServerProcess) -> dict[Key, float]:
+    text = httpx.get(f"{server.http_url}/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.asyncio
+async def test_metrics_count_sessions_frames_hops_workers_and_refusals(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess = start_server("--model", "invert")
+    labels = {"model": "invert", "transport": "websocket"}
+    async with await StreamClient.connect(server.ws_url) as client:
+        for _ in range(3):
+            await client.send_frame(encode_image(gradient_image(), "jpeg"))
+            assert isinstance(await asyncio.wait_for(client.receive(), 30), FrameOutput)
+        await client.send_frame(b"not an image")
+        await asyncio.wait_for(client.receive(), 30)
+        with pytest.raises(ServerError):
+            await StreamClient.connect(server.ws_url, model="nope")
+        during = scrape(server)
+    assert during[key("realtime_sessions", **labels)] == 1
+    assert during[key("realtime_frames_total", **labels, outcome="received")] == 4
+    assert during[key("realtime_frames_total", **labels, outcome="sent")] == 3
+    assert during[key("realtime_frames_total", **labels, outcome="bad")] == 1
+    for hop in ("decode", "queue", "model", "encode"):
+        assert during[key("realtime_hop_seconds_count", hop=hop, model="invert")] == 3
+    assert during[key("realtime_refusals_total", reason="unknown_model")] == 1
+    worker = {"model": "invert", "worker": "invert-0"}
+    assert during[key("realtime_worker_batches_total", **worker)] == 3
+    assert during[key("realtime_worker_busy_seconds_total", **worker)] > 0
+    sessions = key("realtime_sessions", **labels)
+    await eventually(lambda: scrape(server)[sessions] == 0, "the close")
