@@ -48,7 +48,13 @@ class Model(Protocol):
 
     `run` takes frames at `info.width` x `info.height` and returns one output
     per input, in order, at the same size. It may raise; the worker reports the
-    error to the sessions of that batch and goes on.
+    error to the sessions of that batch and goes on, and reloads the model when
+    it keeps raising (session/worker.py).
+
+    Optionally, `recover(error) -> bool`: called after `run` raised `error`; free
+    what the failure left behind and return True when the model is fine and the
+    frames may be tried again. Without it, `models.memory.recover_from_oom`
+    applies: CUDA out-of-memory errors are recovered, others are not.
     """
 
     info: ModelInfo

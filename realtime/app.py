@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,12 +19,15 @@ from starlette.staticfiles import StaticFiles
 from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
 from models.registry import REGISTRY
+from realtime.auth import DEFAULT_TOKEN_TTL_S, Access, bearer
 from realtime.config import ServerConfig
 from realtime.ice import restrict_host_candidates
 from realtime.metrics import Metrics
+from realtime.responses import error_response
 from realtime.server_state import ServerState
 from realtime.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.websocket import stream_endpoint
+from session.errors import BadMessage, StreamError, UnknownModel
 from session.params import SessionParams
 from session.pool import WorkerPool
 from session.worker import ModelWorker
@@ -55,7 +60,10 @@ def create_app(
             for n in range(config.workers_per_model)
         ]
         pool = WorkerPool(workers, config.max_sessions)
-        state = ServerState(config, registry, pool, Metrics(pool))
+        access = Access(config.api_keys, config.token_secret)
+        if access.is_open:
+            logger.warning("no API key configured: anyone who can reach this server may use it")
+        state = ServerState(config, registry, pool, Metrics(pool), access)
         app.state.server = state
         for worker in workers:
             worker.start()
@@ -69,6 +77,7 @@ def create_app(
 
     api = [
         Route("/models", list_models),
+        Route("/tokens", issue_token, methods=["POST"]),
         WebSocketRoute("/stream", stream_endpoint),
         *SIGNALLING_ROUTES,
     ]
@@ -114,11 +123,43 @@ async def healthz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text format."""
     state: ServerState = request.app.state.server
+    try:
+        state.authorize(bearer(request.headers.get("authorization")), None)
+    except StreamError as error:
+        return error_response(error)
     return await state.metrics.endpoint(request)
 
 
-async def list_models(request: Request) -> JSONResponse:
+async def issue_token(request: Request) -> Response:
+    """POST /v1/tokens {"model": ID, "ttl": seconds?} with a key: a token for browsers."""
     state: ServerState = request.app.state.server
+    try:
+        identity = state.access.identify_key(bearer(request.headers.get("authorization")))
+        body = orjson.loads(await request.body() or b"{}")
+        if not isinstance(body, dict):
+            raise BadMessage("the body must be a JSON object")
+        model = body.get("model", state.config.default_model)
+        if model not in state.pool.model_ids:
+            raise UnknownModel(f"model {model!r} is not served here", field="model")
+        ttl = body.get("ttl", DEFAULT_TOKEN_TTL_S)
+        max_ttl = state.config.max_token_ttl_s
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= max_ttl:
+            raise BadMessage(f"ttl must be a number of seconds in (0, {max_ttl:g}]", field="ttl")
+    except orjson.JSONDecodeError as error:
+        return error_response(BadMessage(f"not valid JSON: {error}"))
+    except StreamError as error:
+        return error_response(error)
+    now = time.time()
+    token = state.access.issue_token(identity, model, float(ttl), now)
+    return JSONResponse({"token": token, "model": model, "expires_at": now + ttl})
+
+
+async def list_models(request: Request) -> Response:
+    state: ServerState = request.app.state.server
+    try:
+        state.authorize(bearer(request.headers.get("authorization")), None)
+    except StreamError as error:
+        return error_response(error)
     loaded = {worker.model_id for worker in state.pool.workers if worker.is_loaded}
     return JSONResponse(
         [describe_model(entry.info, entry.info.id in loaded) for entry in state.registry.values()]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import signal
 import socket
-import sys
 from collections.abc import Sequence
 from types import FrameType
 
 from models.registry import DEFAULT_MODEL, REGISTRY
 from realtime.config import ServerConfig
 from realtime.ice import IceServer
+from realtime.logs import LOG_FORMATS, configure_logging
 
 DEFAULTS = ServerConfig()
 
@@ -50,6 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--ice-username", help="username for the --ice-server TURN servers")
     serve.add_argument("--ice-credential", help="credential for the --ice-server TURN servers")
     serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this API key (repeatable; also REALTIME_API_KEYS, comma-separated); "
+        "without any, the server is open",
+    )
+    serve.add_argument("--max-sessions-per-key", type=_positive_int, default=None)
+    serve.add_argument(
+        "--max-token-ttl",
+        type=float,
+        default=DEFAULTS.max_token_ttl_s,
+        help="longest lifetime in seconds of a POST /v1/tokens token",
+    )
+    serve.add_argument(
         "--ice-address",
         action="append",
         default=[],
@@ -65,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--ssl-certfile", help="serve HTTPS (needed for a camera on another device)")
     serve.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text for people, json for log collectors (one object per line)",
+    )
 
     commands.add_parser("models", help="list the models this server can serve")
 
@@ -96,13 +117,13 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
         ),
         ice_addresses=tuple(args.ice_address),
+        api_keys=tuple(args.api_key) + _keys_from_environment(),
+        max_sessions_per_key=args.max_sessions_per_key,
+        # One secret for every instance behind a load balancer; else random per process.
+        token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
+        max_token_ttl_s=args.max_token_ttl,
     )
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE candidate pair
+    configure_logging(args.log_level, args.log_format)
 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
     import uvicorn
@@ -152,6 +173,12 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     )
     server.run()
     return 1 if failed else 0
+
+
+def _keys_from_environment() -> tuple[str, ...]:
+    return tuple(
+        key.strip() for key in os.environ.get("REALTIME_API_KEYS", "").split(",") if key.strip()
+    )
 
 
 def _positive_int(text: str) -> int:

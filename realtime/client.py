@@ -91,11 +91,22 @@ class StreamClient:
 
     @classmethod
     async def connect(
-        cls, url: str, *, model: str | None = None, max_size: int | None = 2**26
+        cls,
+        url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        max_size: int | None = 2**26,
     ) -> StreamClient:
-        """Open a session; returns once the server sent `ready`, or raises ServerError."""
-        query = f"?{urlencode({'model': model})}" if model else ""
-        connection = await connect(f"{url.rstrip('/')}/v1/stream{query}", max_size=max_size)
+        """Open a session; returns once the server sent `ready`, or raises ServerError.
+        A server with API keys wants `api_key` (sent as a Bearer header) or a `token`."""
+        fields = {name: value for name, value in (("model", model), ("token", token)) if value}
+        query = f"?{urlencode(fields)}" if fields else ""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        connection = await connect(
+            f"{url.rstrip('/')}/v1/stream{query}", max_size=max_size, additional_headers=headers
+        )
         first = orjson.loads(await connection.recv())
         if first.get("type") != "ready":
             await connection.wait_closed()

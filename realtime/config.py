@@ -22,6 +22,12 @@ class ServerConfig:
     """Most sessions' frames a worker runs through its model in one call."""
     ice_servers: tuple[IceServer, ...] = ()
     """STUN/TURN servers for WebRTC peers; none: host candidates only."""
+    api_keys: tuple[str, ...] = ()
+    """Keys accepted as `Authorization: Bearer KEY`; none: the server is open to all."""
+    max_sessions_per_key: int | None = None
+    token_secret: bytes | None = None
+    """Signs tokens; give every instance behind one load balancer the same. None: random."""
+    max_token_ttl_s: float = 3600.0
     ice_addresses: tuple[str, ...] = ()
     """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
 

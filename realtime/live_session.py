@@ -23,21 +23,20 @@ import av
 from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
 from frames.frame import Frame, Pixels
 from frames.video import video_frame_to_pixels
-from realtime.metrics import SessionMeter
-from session.pool import WorkerPool
+from realtime.server_state import Lease
 from session.session import Message, Output, Session, SessionState
-from session.worker import JobResult, ModelWorker
+from session.worker import JobResult
 
 
 class LiveSession:
-    """Create with a worker the pool admitted; `close` exactly once when the transport ends."""
+    """Create with the lease ServerState.admit gave; `close` once when the transport ends."""
 
-    def __init__(self, worker: ModelWorker, pool: WorkerPool, meter: SessionMeter) -> None:
-        self.session = Session(uuid.uuid4().hex[:12], worker.entry.info)
+    def __init__(self, lease: Lease) -> None:
+        self.session = Session(uuid.uuid4().hex[:12], lease.worker.entry.info)
         self.session.pin()
-        self.worker = worker
-        self.pool = pool
-        self.meter = meter
+        self.lease = lease
+        self.worker = lease.worker
+        self.meter = lease.meter
         self._loop = asyncio.get_running_loop()
         self._output_ready = asyncio.Event()
         self._settled = asyncio.Event()
@@ -152,7 +151,7 @@ class LiveSession:
         if result.pixels is not None:
             self.session.finish_job(result.pixels, result.started_at, result.model_ms)
         else:
-            self.session.fail_job(result.error or "the model returned no output")
+            self.session.fail_job(result.error or "the model returned no output", result.code)
         self._output_ready.set()
         self._note_settled()
         self._release_when_closed()
@@ -167,7 +166,6 @@ class LiveSession:
     def _release_when_closed(self) -> None:
         if self.session.state is SessionState.CLOSED and not self._released:
             self._released = True
-            self.pool.release(self.worker)
             self.worker.forget(self.id)
             self.meter.update(self.session)
-            self.meter.released()
+            self.lease.release()

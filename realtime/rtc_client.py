@@ -78,6 +78,8 @@ class RtcClient:
         model: str | None = None,
         params: dict[str, Any] | None = None,
         video_codec: str | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
         ice_servers: Sequence[IceServer] = (),
     ) -> RtcClient:
         """POST /v1/webrtc/offer: send `camera` (if any), watch the output, wait for `ready`.
@@ -91,8 +93,10 @@ class RtcClient:
                 offer["model"] = model
             if params is not None:
                 offer["params"] = params
+            if token is not None:
+                offer["token"] = token
             answer, _ = await _post(
-                f"{url}/v1/webrtc/offer", "application/json", orjson.dumps(offer)
+                f"{url}/v1/webrtc/offer", "application/json", orjson.dumps(offer), api_key
             )
             body = orjson.loads(answer)
             client.session_id = body["session_id"]
@@ -101,25 +105,28 @@ class RtcClient:
         return client
 
     @classmethod
-    async def whip(cls, url: str, camera: CameraTrack, *, model: str | None = None) -> RtcClient:
+    async def whip(
+        cls, url: str, camera: CameraTrack, *, model: str | None = None, api_key: str | None = None
+    ) -> RtcClient:
         """WHIP ingest: send `camera` only. `location` is the resource to DELETE."""
         client = cls._with_media(camera, receive=False, ice_servers=())
         async with client._closed_on_error():
             query = f"?model={model}" if model else ""
             sdp = (await client._local_offer()).encode()
-            answer, location = await _post(f"{url}/v1/whip{query}", "application/sdp", sdp)
+            answer, location = await _post(f"{url}/v1/whip{query}", "application/sdp", sdp, api_key)
             client.location = location
             client.session_id = location.rsplit("/", 1)[-1]
             await client._accept(answer.decode())
         return client
 
     @classmethod
-    async def whep(cls, url: str, session_id: str) -> RtcClient:
+    async def whep(cls, url: str, session_id: str, *, api_key: str | None = None) -> RtcClient:
         """WHEP egress: watch session `session_id`'s output."""
         client = cls._with_media(None, receive=True, ice_servers=())
         async with client._closed_on_error():
             sdp = (await client._local_offer()).encode()
-            answer, location = await _post(f"{url}/v1/whep/{session_id}", "application/sdp", sdp)
+            whep_url = f"{url}/v1/whep/{session_id}"
+            answer, location = await _post(whep_url, "application/sdp", sdp, api_key)
             client.location = location
             await client._accept(answer.decode())
         return client
@@ -219,13 +226,17 @@ class RtcClient:
             self._video.set_result(track)
 
 
-async def _post(url: str, content_type: str, body: bytes) -> tuple[bytes, str]:
+async def _post(
+    url: str, content_type: str, body: bytes, api_key: str | None = None
+) -> tuple[bytes, str]:
     """POST and return the body and Location; an error answer raises ServerError."""
 
+    headers = {"Content-Type": content_type}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+
     def post() -> tuple[bytes, str]:
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": content_type}
-        )
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.read(), response.headers.get("Location", "")

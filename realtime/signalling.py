@@ -20,14 +20,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from realtime.auth import bearer
 from realtime.ice import rtc_configuration
 from realtime.live_session import LiveSession
+from realtime.responses import error_response
 from realtime.server_state import ServerState
 from realtime.webrtc import PeerSession
-from session.errors import BadMessage, ServerFull, StreamError, UnknownModel
+from session.errors import BadMessage, StreamError
 
 SDP = "application/sdp"
-RETRY_AFTER_S = 5
 
 
 async def webrtc_offer(request: Request) -> Response:
@@ -44,9 +45,10 @@ async def webrtc_offer(request: Request) -> Response:
         if not isinstance(params, dict):
             raise BadMessage("'params' must be an object", field="params")
         model = offer.get("model", server.config.default_model)
-        peer = await _open_session(server, str(model), sdp, params)
+        credential = _credential(request) or offer.get("token")
+        peer = await _open_session(server, str(model), sdp, params, credential)
     except StreamError as error:
-        return _error_response(error)
+        return error_response(error)
     return JSONResponse(
         {"sdp": peer.pc.localDescription.sdp, "type": "answer", "session_id": peer.id}
     )
@@ -58,15 +60,15 @@ async def whip(request: Request) -> Response:
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
     server = _server(request)
     if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
-        return _error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
+        return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
     model = request.query_params.get("model", server.config.default_model)
     try:
         offer = (await request.body()).decode()
-        peer = await _open_session(server, model, offer, {})
+        peer = await _open_session(server, model, offer, {}, _credential(request))
     except (StreamError, UnicodeDecodeError) as error:
         if isinstance(error, UnicodeDecodeError):
             error = BadMessage("the SDP offer must be UTF-8 text", field="sdp")
-        return _error_response(error)
+        return error_response(error)
     return _sdp_created(peer.pc.localDescription.sdp, f"/v1/whip/{peer.id}")
 
 
@@ -77,6 +79,10 @@ async def whip_session(request: Request) -> Response:
     peer = _server(request).peers.get(request.path_params["session_id"])
     if peer is None:
         return _not_found("session")
+    try:
+        _server(request).authorize(_credential(request), peer.live.session.model.id)
+    except StreamError as error:
+        return error_response(error)
     await peer.close()
     return Response(status_code=200)
 
@@ -89,11 +95,12 @@ async def whep(request: Request) -> Response:
     if peer is None:
         return _not_found("session")
     if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
-        return _error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
+        return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
     try:
+        _server(request).authorize(_credential(request), peer.live.session.model.id)
         viewer_id, answer = await peer.add_viewer((await request.body()).decode())
     except StreamError as error:
-        return _error_response(error)
+        return error_response(error)
     return _sdp_created(answer, f"/v1/whep/{peer.id}/{viewer_id}")
 
 
@@ -102,8 +109,13 @@ async def whep_viewer(request: Request) -> Response:
     if request.method == "PATCH":
         return Response(status_code=405, headers={"Allow": "DELETE"})
     peer = _server(request).peers.get(request.path_params["session_id"])
-    if peer is None or not await peer.remove_viewer(request.path_params["viewer_id"]):
+    if peer is None or request.path_params["viewer_id"] not in peer.viewers:
         return _not_found("viewer")
+    try:
+        _server(request).authorize(_credential(request), peer.live.session.model.id)
+    except StreamError as error:
+        return error_response(error)
+    await peer.remove_viewer(request.path_params["viewer_id"])
     return Response(status_code=200)
 
 
@@ -117,10 +129,14 @@ ROUTES = [  # mounted under /v1
 
 
 async def _open_session(
-    server: ServerState, model: str, offer_sdp: str, params: Mapping[str, object]
+    server: ServerState,
+    model: str,
+    offer_sdp: str,
+    params: Mapping[str, object],
+    credential: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
-    live = LiveSession(server.admit(model), server.pool, server.metrics.meter(model, "webrtc"))
+    live = LiveSession(server.admit(model, "webrtc", credential))
     peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
     server.peers[peer.id] = peer
     try:
@@ -140,6 +156,10 @@ def _forget(server: ServerState) -> Any:
     return forget
 
 
+def _credential(request: Request) -> str | None:
+    return bearer(request.headers.get("authorization"))
+
+
 def _server(request: Request) -> ServerState:
     state: ServerState = request.app.state.server
     return state
@@ -153,19 +173,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise BadMessage("the body must be a JSON object")
     return parsed
-
-
-def _error_response(error: StreamError, status: int | None = None) -> JSONResponse:
-    if status is None:
-        status = (
-            503
-            if isinstance(error, ServerFull)
-            else 404
-            if isinstance(error, UnknownModel)
-            else 400
-        )
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(error, ServerFull) else None
-    return JSONResponse(error.to_message(), status_code=status, headers=headers)
 
 
 def _not_found(what: str) -> JSONResponse:

@@ -14,7 +14,6 @@ is on the video track) and `error`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -184,7 +183,7 @@ class PeerSession:
         pc = self.viewers.pop(viewer_id, None)
         if pc is None:
             return False
-        await pc.close()
+        await _close_peer_connection(pc, self.live)
         self.live.log.info("viewer %s left", viewer_id)
         return True
 
@@ -201,12 +200,14 @@ class PeerSession:
         for task in self._tasks:
             if task is not asyncio.current_task():  # close() may run inside one of them
                 task.cancel()
-        await self.outputs.close()
-        for viewer_id in list(self.viewers):
-            await self.remove_viewer(viewer_id)
-        await self.pc.close()
-        self.live.close()
-        self._on_closed(self)
+        try:
+            await self.outputs.close()
+            for viewer_id in list(self.viewers):
+                await self.remove_viewer(viewer_id)
+            await _close_peer_connection(self.pc, self.live)
+        finally:  # whatever happened, the session ends and its slot is freed
+            self.live.close()
+            self._on_closed(self)
 
     # The data path
 
@@ -287,18 +288,40 @@ class PeerSession:
             asyncio.get_running_loop().create_task(self.close())
 
 
+BAD_SDP_ERRORS = (
+    ValueError,
+    TypeError,
+    AssertionError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    RuntimeError,  # "coroutine raised StopIteration"
+)
+"""What aiortc raises on malformed SDP, from parsing it or from answering it (found by
+tests/realtime/test_fuzz.py): its parser asserts, indexes and looks up as it goes."""
+
+
 async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> str:
+    """The answer to `offer_sdp`, or BadOffer; the caller closes `pc` either way on failure."""
     try:
         # aiortc's parser takes almost any text; an offer must at least be SDP with media.
         if not offer_sdp.startswith("v=0") or "\nm=" not in offer_sdp:
             raise ValueError("expected SDP (v=0 ...) with at least one m= section")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-    except (ValueError, TypeError) as error:
-        with contextlib.suppress(Exception):
-            await pc.close()
-        raise BadOffer(f"not a usable SDP offer: {error}", field="sdp") from None
-    # The generated video goes back on the peer's own video m-line, when it offered one.
-    if any(transceiver.kind == "video" for transceiver in pc.getTransceivers()):
-        pc.addTrack(track)
-    await pc.setLocalDescription(await pc.createAnswer())
+        # The generated video goes back on the peer's own video m-line, when it offered one.
+        if any(transceiver.kind == "video" for transceiver in pc.getTransceivers()):
+            pc.addTrack(track)
+        await pc.setLocalDescription(await pc.createAnswer())
+    except BAD_SDP_ERRORS as error:
+        detail = str(error) or type(error).__name__
+        raise BadOffer(f"not a usable SDP offer: {detail}", field="sdp") from None
     return str(pc.localDescription.sdp)
+
+
+async def _close_peer_connection(pc: RTCPeerConnection, live: LiveSession) -> None:
+    """aiortc's close() can fail half-way on a connection that a bad offer left half
+    set up (and a second close() would then wait forever): log it, close once."""
+    try:
+        await pc.close()
+    except Exception as error:
+        live.log.warning("closing the peer connection failed: %s: %s", type(error).__name__, error)

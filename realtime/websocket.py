@@ -16,9 +16,10 @@ import logging
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from realtime.auth import bearer
 from realtime.live_session import LiveSession
 from realtime.server_state import ServerState
-from session.errors import ServerFull, ShuttingDown, StreamError
+from session.errors import KeyLimit, ServerFull, ShuttingDown, StreamError
 from session.session import Message
 
 logger = logging.getLogger("realtime.websocket")
@@ -27,7 +28,11 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_CODES = {ServerFull: CLOSE_TRY_AGAIN_LATER, ShuttingDown: CLOSE_GOING_AWAY}
+CLOSE_CODES = {
+    ServerFull: CLOSE_TRY_AGAIN_LATER,
+    KeyLimit: CLOSE_TRY_AGAIN_LATER,
+    ShuttingDown: CLOSE_GOING_AWAY,
+}
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
@@ -35,8 +40,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     server: ServerState = websocket.app.state.server
     model_id = websocket.query_params.get("model", server.config.default_model)
     await websocket.accept()
+    # Browsers cannot set headers on a WebSocket: they bring a token in the query.
+    credential = bearer(websocket.headers.get("authorization")) or websocket.query_params.get(
+        "token"
+    )
     try:
-        worker = server.admit(model_id)
+        lease = server.admit(model_id, "websocket", credential)
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
         await _send_message(websocket, error.to_message())
@@ -44,7 +53,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
             CLOSE_CODES.get(type(error), CLOSE_POLICY_VIOLATION), reason=error.code
         )
         return
-    live = LiveSession(worker, server.pool, server.metrics.meter(model_id, "websocket"))
+    live = LiveSession(lease)
     stream = WebSocketStream(websocket, live)
     server.streams.add(stream)
     try:

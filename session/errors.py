@@ -6,9 +6,13 @@
     ├── UnknownModel    unknown_model    the requested model is not served (close 1008, HTTP 404)
     ├── ServerFull      server_full      every session slot is taken (close 1013, HTTP 503)
     ├── ShuttingDown    shutting_down    the server is draining for shutdown (close 1001, HTTP 503)
+    ├── Unauthorized    unauthorized     a missing, wrong, forged or expired credential (1008, 401)
+    ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
+    ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
     └── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
 
-Bad frames (`bad_frame`) and model failures (`model_error`) are reported per
+Bad frames (`bad_frame`) and model failures (`model_error`, `out_of_memory`,
+`model_restarted`, `model_unavailable`: see session/worker.py) are reported per
 frame by the Session without raising: the session goes on after them.
 """
 
@@ -48,6 +52,18 @@ class ServerFull(StreamError):
 
 class ShuttingDown(StreamError):
     code = "shutting_down"
+
+
+class Unauthorized(StreamError):
+    code = "unauthorized"
+
+
+class Forbidden(StreamError):
+    code = "forbidden"
+
+
+class KeyLimit(StreamError):
+    code = "key_session_limit"
 
 
 class BadOffer(StreamError):

@@ -63,6 +63,8 @@ class Output:
     params: dict[str, ParamValue]
     pixels: Pixels | None = None
     error: str | None = None
+    code: str = "model_error"
+    """The wire code of `error` (model_error, out_of_memory, model_restarted, model_unavailable)."""
 
 
 @dataclass(slots=True)
@@ -224,10 +226,11 @@ class Session:
         frame.timings_ms["model"] = model_ms
         self._deliver(Output(frame, job.params, pixels=pixels))
 
-    def fail_job(self, reason: str) -> None:
-        """The model raised on the job in flight; the client is told through the output slot."""
+    def fail_job(self, reason: str, code: str = "model_error") -> None:
+        """The model raised on the job in flight (or the worker could not run it, as
+        `code` says); the client is told through the output slot."""
         job = self._end_job()
-        self._deliver(Output(job.frame, job.params, error=reason))
+        self._deliver(Output(job.frame, job.params, error=reason, code=code))
 
     def next_output(self) -> Output | None:
         return self._outbox.take()
@@ -239,7 +242,7 @@ class Session:
             self.stats.failed_frames += 1
             return {
                 "type": "error",
-                "code": "model_error",
+                "code": output.code,
                 "message": output.error,
                 "source_frame": output.frame.index,
             }

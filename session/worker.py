@@ -3,56 +3,132 @@
 Sessions pinned to a worker hand it at most one job each (Session.next_job
 guarantees it), so its pending jobs are bounded by its sessions. Each loop
 takes every pending job, up to `max_batch`, and runs them as one model call.
+
+When the model raises, each frame of that call fails with an error `code`
+its session sends on (none of them ends a session):
+
+- `model_error`: the frames of that batch fail; the worker goes on.
+- `out_of_memory`: the model ran out of (GPU) memory. `models.memory.recover`
+  frees what it can (the worker itself never imports torch), and the frames of
+  the batch are tried once more one by one: a frame alone needs the least
+  memory, and a session whose frame fits is not failed by another's that does
+  not. Running out of memory says nothing about the model's health, so it does
+  not count toward a restart.
+- `model_restarted`: the model failed `restart_after` batches in a row, so the
+  instance is taken to be broken (a corrupted CUDA context, weights turned to
+  NaN, a leak): the worker drops it and loads and warms a fresh one on its own
+  thread. The frames of the last failed batch, and every frame that waited
+  through the reload (seconds old by then; its session has a newer one
+  waiting), fail with this code, so every session with a frame in the worker
+  learns of the restart; the frames after them run on the fresh model. A
+  session with no frame in the worker is not told: it lost nothing but its
+  per-session model state, a cache that its params rebuild.
+- `model_unavailable`: the reload failed. The worker keeps its sessions and
+  retries with exponential backoff (`reload_backoff_s`, doubling up to
+  `max_reload_backoff_s`) rather than giving up: the cause may pass (memory
+  freed by another process, a file restored), and the server stays up for its
+  other models. Meanwhile each frame fails at once with this code rather than
+  wait an unknown time in the worker.
+
+Why sessions are told through their frames' results, not by a callback to
+every pinned session: an error that is a frame's result travels the data path
+as it is, under its rules (one job per session in the worker, errors sharing
+the output slot, every frame counted), and the transports need nothing new.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from frames.frame import Pixels
 from models.base import Model, ModelEntry, ModelInput
+from models.memory import free_memory, is_out_of_memory, recover
 from session.session import Job
 
 logger = logging.getLogger("session.worker")
 
+MODEL_ERROR = "model_error"
+OUT_OF_MEMORY = "out_of_memory"
+MODEL_RESTARTED = "model_restarted"
+MODEL_UNAVAILABLE = "model_unavailable"
+
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """What became of a job: `pixels`, or the `error` the model raised."""
+    """What became of a job: `pixels`, or the `error` the model raised and its `code`."""
 
     job: Job
     pixels: Pixels | None
     error: str | None
     started_at: float
     model_ms: float
+    code: str = MODEL_ERROR
+    """The error's wire code: model_error, out_of_memory, model_restarted or model_unavailable."""
 
 
 JobCallback = Callable[[JobResult], None]
 """Called on the worker's thread: hand the result over to the session's own thread."""
 
+_Pending = tuple[Job, JobCallback]
+_Taken = tuple[Job, JobCallback, dict[str, Any]]
+"""A job taken for the model, with its callback and its session's model state."""
+
+_Done = tuple[JobCallback, JobResult]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call of the model: its outputs, or the error it raised."""
+
+    outputs: list[Pixels | None]
+    error: str | None
+    code: str
+    recovered: bool
+    started_at: float
+    model_ms: float
+
 
 class ModelWorker:
     """Call `start`, wait for `wait_loaded`, then `submit` jobs; `stop` at the end."""
 
-    def __init__(self, entry: ModelEntry, device: str, *, name: str, max_batch: int = 8) -> None:
+    def __init__(
+        self,
+        entry: ModelEntry,
+        device: str,
+        *,
+        name: str,
+        max_batch: int = 8,
+        restart_after: int = 5,
+        reload_backoff_s: float = 1.0,
+        max_reload_backoff_s: float = 60.0,
+    ) -> None:
         self.entry = entry
         self.device = device
         self.name = name
         self.max_batch = max_batch
+        self.restart_after = restart_after
+        """Batches failing in a row (out-of-memory aside) after which the model is reloaded."""
+        self.reload_backoff_s = reload_backoff_s
+        self.max_reload_backoff_s = max_reload_backoff_s
         self.load_error: BaseException | None = None
         self.busy_seconds = 0.0
         """Time spent in model calls; written by the worker thread, read by metrics."""
         self.batches = 0
+        self.restarts = 0
+        """Successful reloads of the model after it kept failing."""
         self._warm = False
+        self._failed_in_a_row = 0
         self._load_ended = threading.Event()
         """Set once loading succeeded, failed, or was abandoned by `stop`."""
         self._wakeup = threading.Condition()
-        self._pending: dict[str, tuple[Job, JobCallback]] = {}
+        self._pending: dict[str, _Pending] = {}
         self._session_states: dict[str, dict[str, Any]] = {}
         self._stopping = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -72,6 +148,7 @@ class ModelWorker:
 
     @property
     def is_loaded(self) -> bool:
+        """Warm and serving; False while the model is being reloaded or cannot be."""
         return self._warm
 
     def submit(self, job: Job, on_done: JobCallback) -> None:
@@ -99,27 +176,46 @@ class ModelWorker:
         model = self._load()
         if model is None:
             return
-        while True:
-            with self._wakeup:
-                while not self._pending and not self._stopping:
-                    self._wakeup.wait()
-                if self._stopping:
-                    return
-                batch = [self._pending.pop(key) for key in list(self._pending)[: self.max_batch]]
-                states = [self._session_states.setdefault(job.session_id, {}) for job, _ in batch]
-            self._run(model, batch, states)
+        while (pending := self._take(self.max_batch)) is not None:
+            batch = self._with_states(pending)
+            done = self._run(model, batch)
+            if self._failed_in_a_row < self.restart_after:
+                _deliver(done)
+                continue
+            # Ours were the last references to the broken instance and the batch's state
+            # (the sessions' states go in _restart): drop them before loading another
+            # instance, a GPU may not hold two.
+            del model, batch, pending
+            restarted = self._restart(done)
+            if restarted is None:
+                return
+            model = restarted
+
+    def _take(self, limit: int, timeout: float | None = None) -> list[_Pending] | None:
+        """Wait up to `timeout` (None: for ever) for pending jobs and take up to `limit`
+        of them; [] when the time is up, None when the worker is stopping."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._wakeup:
+            while not self._pending and not self._stopping:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return []
+                self._wakeup.wait(left)
+            if self._stopping:
+                return None
+            return [self._pending.pop(key) for key in list(self._pending)[:limit]]
+
+    def _with_states(self, pending: list[_Pending]) -> list[_Taken]:
+        with self._wakeup:
+            return [
+                (job, on_done, self._session_states.setdefault(job.session_id, {}))
+                for job, on_done in pending
+            ]
 
     def _load(self) -> Model | None:
-        started = time.perf_counter()
-        logger.info("%s: loading model %r on %s", self.name, self.model_id, self.device)
+        """The first load: on failure the worker reports why and ends (the server exits)."""
         try:
-            model = self.entry.load(self.device)
-            loaded = time.perf_counter()
-            logger.info("%s: loaded in %.1f s, warming up", self.name, loaded - started)
-            model.warmup()
-            logger.info("%s: warm in %.1f s", self.name, time.perf_counter() - loaded)
-            self._warm = True
-            return model
+            return self._load_and_warm()
         except Exception as error:
             self.load_error = error
             logger.error("%s: could not load model %r: %s", self.name, self.model_id, error)
@@ -127,24 +223,143 @@ class ModelWorker:
         finally:
             self._load_ended.set()
 
-    def _run(
-        self, model: Model, batch: list[tuple[Job, JobCallback]], states: list[dict[str, Any]]
-    ) -> None:
-        inputs = [
-            ModelInput(job.frame.pixels, job.params, state)
-            for (job, _), state in zip(batch, states, strict=True)
-        ]
+    def _load_and_warm(self) -> Model:
         started = time.perf_counter()
+        logger.info("%s: loading model %r on %s", self.name, self.model_id, self.device)
+        model = self.entry.load(self.device)
+        loaded = time.perf_counter()
+        logger.info("%s: loaded in %.1f s, warming up", self.name, loaded - started)
+        model.warmup()
+        logger.info("%s: warm in %.1f s", self.name, time.perf_counter() - loaded)
+        self._warm = True
+        return model
+
+    def _run(self, model: Model, batch: list[_Taken]) -> list[_Done]:
+        call = self._call(model, batch)
+        if call.recovered and len(batch) > 1:
+            return [done for taken in batch for done in self._run(model, [taken])]
+        return [
+            (on_done, JobResult(job, pixels, call.error, call.started_at, call.model_ms, call.code))
+            for (job, on_done, _), pixels in zip(batch, call.outputs, strict=True)
+        ]
+
+    def _call(self, model: Model, batch: list[_Taken]) -> _Call:
+        inputs = [ModelInput(job.frame.pixels, job.params, state) for job, _, state in batch]
+        started = time.perf_counter()
+        failure: Exception | None = None
         try:
             outputs: list[Pixels | None] = list(model.run(inputs))
-            error = None
         except Exception as exc:
             logger.exception(
                 "%s: model %r failed on a batch of %d", self.name, self.model_id, len(batch)
             )
-            outputs, error = [None] * len(batch), f"{type(exc).__name__}: {exc}"
+            failure = exc
+            _clear_tracebacks(exc)
         model_ms = (time.perf_counter() - started) * 1000
         self.busy_seconds += model_ms / 1000
         self.batches += 1
-        for (job, on_done), pixels in zip(batch, outputs, strict=True):
-            on_done(JobResult(job, pixels, error, started, model_ms))
+        if failure is None:
+            self._failed_in_a_row = 0
+            return _Call(outputs, None, MODEL_ERROR, False, started, model_ms)
+        error = f"{type(failure).__name__}: {failure}"
+        code = OUT_OF_MEMORY if is_out_of_memory(failure) else MODEL_ERROR
+        try:
+            recovered = recover(model, failure)
+        except Exception:
+            logger.exception("%s: recovering from %s failed", self.name, error)
+            recovered = False
+        del failure
+        if recovered:
+            logger.warning("%s: recovered from %s", self.name, error)
+        else:
+            self._failed_in_a_row += 1
+        return _Call([None] * len(batch), error, code, recovered, started, model_ms)
+
+    def _restart(self, failed: list[_Done]) -> Model | None:
+        """Drop the broken model and load a fresh one, retrying with backoff until it
+        loads; `failed` (the last failed batch) is told how it went. Returns the new
+        model, or None when the worker was stopped first."""
+        cause = failed[0][1].error
+        what = f"model {self.model_id!r} failed {self._failed_in_a_row} batches in a row ({cause})"
+        logger.error("%s: %s; reloading it", self.name, what)
+        self._warm = False
+        with self._wakeup:
+            # It may hold the broken instance's tensors; it is a cache that params rebuild.
+            for state in self._session_states.values():
+                state.clear()
+            self._session_states.clear()
+        backoff = self.reload_backoff_s
+        attempt = 1
+        while True:
+            free_memory()
+            try:
+                model = self._load_and_warm()
+            except Exception as error:
+                logger.error(
+                    "%s: reload %d of model %r failed: %s; next try in %g s",
+                    self.name,
+                    attempt,
+                    self.model_id,
+                    error,
+                    backoff,
+                )
+                if not self._down(failed, f"{what} and could not be reloaded ({error})", backoff):
+                    return None
+                failed = []
+                backoff = min(backoff * 2, self.max_reload_backoff_s)
+                attempt += 1
+                continue
+            self.restarts += 1
+            self._failed_in_a_row = 0
+            logger.info(
+                "%s: model %r reloaded (restart %d)", self.name, self.model_id, self.restarts
+            )
+            message = f"{what} and was reloaded; this frame was not made, the next one will be"
+            waited = self._take(sys.maxsize, timeout=0) or []
+            _deliver(_failed(failed, MODEL_RESTARTED, message))
+            _deliver(_failed(_untried(waited), MODEL_RESTARTED, message))
+            return model
+
+    def _down(self, failed: list[_Done], what: str, backoff: float) -> bool:
+        """No model until the next reload, `backoff` seconds from now: fail `failed`,
+        and each frame that comes meanwhile, at once. False when the worker is stopping."""
+        retry_at = time.monotonic() + backoff
+        while True:
+            left = retry_at - time.monotonic()
+            message = f"{what}; trying again in {max(left, 0):.1f} s"
+            _deliver(_failed(failed, MODEL_UNAVAILABLE, message))
+            if left <= 0:
+                return True
+            taken = self._take(sys.maxsize, timeout=left)
+            if taken is None:
+                return False
+            failed = _untried(taken)
+
+
+def _untried(pending: list[_Pending]) -> list[_Done]:
+    """Results for jobs that never reached the model."""
+    now = time.perf_counter()
+    return [(on_done, JobResult(job, None, None, now, 0.0)) for job, on_done in pending]
+
+
+def _failed(done: list[_Done], code: str, message: str) -> list[_Done]:
+    return [
+        (on_done, JobResult(r.job, None, message, r.started_at, r.model_ms, code))
+        for on_done, r in done
+    ]
+
+
+def _clear_tracebacks(error: BaseException) -> None:
+    """The frames of a failed model call hold the batch's tensors until the error
+    is gone: clear their locals, so that recovering can free that memory."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+
+
+def _deliver(done: list[_Done]) -> None:
+    for on_done, result in done:
+        on_done(result)

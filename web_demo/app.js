@@ -9,6 +9,8 @@ const LAST_RETRY_MS = 8000;
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
+// On a server with API keys, the page is opened as /?token=... (POST /v1/tokens).
+const token = query.get("token") ?? undefined;
 
 const state = {
   transport: TRANSPORTS[query.get("transport")] ? query.get("transport") : "webrtc",
@@ -85,6 +87,7 @@ async function connect(onClose) {
     source: wantsCamera ? state.source : null,
     output: { video: $("output-video"), canvas: $("output-canvas") },
     handlers: { onMessage, onOutput, onClose },
+    token,
   });
 }
 
@@ -279,7 +282,8 @@ function setNote(text) {
 async function fetchModels() {
   for (let retryMs = FIRST_RETRY_MS; ; retryMs = Math.min(retryMs * 2, LAST_RETRY_MS)) {
     try {
-      const response = await fetch("/v1/models");
+      const headers = token ? { Authorization: `Bearer ${token}` } : {};
+      const response = await fetch("/v1/models", { headers });
       if (response.ok) return await response.json();
     } catch {
       // The server is not up yet: try again.

@@ -1,7 +1,8 @@
 // The two ways to reach a session, behind one shape:
 //   const connection = await connectWebRTC(options) or connectWebSocket(options)
 //   connection.sendParams({ prompt: "..." }); connection.framesSent(); connection.close();
-// options: { model, params, source, output, handlers }
+// options: { model, params, source, output, handlers, token }
+//   token:   a token from POST /v1/tokens, on a server with API keys (the page takes ?token=)
 //   source:  { element: the <video> or <canvas> to film, stream: a MediaStream of it }, or
 //            null for a model that makes images from params alone
 //   output:  { video: <video> (WebRTC), canvas: <canvas> (WebSocket) }
@@ -12,9 +13,10 @@
 const MAX_SEND_FPS = 30;
 const JPEG_QUALITY = 0.8;
 
-export async function connectWebSocket({ model, params, source, output, handlers }) {
+export async function connectWebSocket({ model, params, source, output, handlers, token }) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?model=${encodeURIComponent(model)}`);
+  const query = new URLSearchParams({ model, ...(token ? { token } : {}) });
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?${query}`);
   socket.binaryType = "blob";
   const sendTimes = new Map();
   let framesSent = 0;
@@ -88,7 +90,7 @@ export async function connectWebSocket({ model, params, source, output, handlers
   };
 }
 
-export async function connectWebRTC({ model, params, source, output, handlers }) {
+export async function connectWebRTC({ model, params, source, output, handlers, token }) {
   const pc = new RTCPeerConnection();
   const control = pc.createDataChannel("control");
   let lastMeta = null;
@@ -124,7 +126,7 @@ export async function connectWebRTC({ model, params, source, output, handlers })
   const response = await fetch("/v1/webrtc/offer", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, model, params }),
+    body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, model, params, token }),
   });
   const answer = await response.json();
   if (!response.ok) {

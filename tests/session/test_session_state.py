@@ -176,6 +176,18 @@ def test_a_model_error_goes_through_the_output_slot_and_the_session_goes_on() ->
     assert session.next_job() is not None
 
 
+def test_a_failed_job_carries_the_workers_error_code_and_counts_as_failed() -> None:
+    session = make_session()
+    arrive(session)
+    assert session.next_job() is not None
+    session.fail_job("the model was reloaded", "model_restarted")
+    output = session.next_output()
+    assert output is not None
+    message = session.output_message(output)
+    assert (message["code"], message["source_frame"]) == ("model_restarted", 1)
+    assert session.stats.failed_frames == 1
+
+
 def test_closing_mid_inference_drains_until_the_model_returns() -> None:
     session = make_session()
     arrive(session)

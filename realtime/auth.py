@@ -1,0 +1,119 @@
+"""Access: API keys, and short-lived tokens that browsers carry instead of a key.
+
+A key is sent as `Authorization: Bearer KEY` (HTTP, WebSocket, WHIP and WHEP).
+`POST /v1/tokens` trades a key for a token scoped to one model and a few minutes:
+a browser then opens `/v1/stream?model=M&token=T` (or sends it as the Bearer
+credential, or as `"token"` in a WebRTC offer) and the key stays on the user's
+backend. Tokens are `payload.signature`, both base64url; the signature is an
+HMAC-SHA256 of the payload with the server's secret. Credentials are checked
+when a session starts: a session is not cut when its token later expires.
+With no key configured the server is open, and says so at start.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from session.errors import Forbidden, Unauthorized
+
+DEFAULT_TOKEN_TTL_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a session belongs to: `key_id` names the API key (a hash, never the key)."""
+
+    key_id: str
+
+
+OPEN = Identity("open")
+"""Everyone, on a server with no keys."""
+
+
+class Access:
+    """The server's keys and token secret."""
+
+    def __init__(self, keys: tuple[str, ...], secret: bytes | None = None) -> None:
+        self._keys = {key_id(key): key for key in keys}
+        self._secret = secret or secrets.token_bytes(32)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._keys
+
+    def identify(self, credential: str | None, model: str | None) -> Identity:
+        """The identity behind a key or a token (for `model`, when it names one), or raise."""
+        if self.is_open:
+            return OPEN
+        if not credential:
+            raise Unauthorized("an API key or token is required (Authorization: Bearer ...)")
+        return self.identify_key(credential, or_token_for=model)
+
+    def identify_key(self, credential: str | None, *, or_token_for: str | None = "") -> Identity:
+        """The identity of an API key; a token is accepted only when `or_token_for`
+        is not "" (None: a token for any model)."""
+        if self.is_open:
+            return OPEN
+        if not credential:
+            raise Unauthorized("an API key is required (Authorization: Bearer KEY)")
+        key = self._keys.get(key_id(credential))
+        if key is not None and hmac.compare_digest(key, credential):
+            return Identity(key_id(key))
+        if or_token_for == "":
+            raise Unauthorized("not a valid API key (a token cannot be used here)")
+        return self._verify_token(credential, or_token_for)
+
+    def issue_token(self, identity: Identity, model: str, ttl_s: float, now: float) -> str:
+        payload = orjson.dumps({"key": identity.key_id, "model": model, "exp": now + ttl_s})
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def _verify_token(self, token: str, model: str | None) -> Identity:
+        try:
+            payload_part, signature_part = token.split(".")
+            payload = _unb64(payload_part)
+            signature = _unb64(signature_part)
+        except ValueError:
+            raise Unauthorized("not a valid API key or token") from None
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise Unauthorized("not a valid API key or token")
+        claims = orjson.loads(payload)
+        if claims["exp"] < time.time():
+            raise Unauthorized("the token has expired; ask for a new one")
+        if model is not None and claims["model"] != model:
+            raise Forbidden(
+                f"the token is for model {claims['model']!r}, not {model!r}", field="model"
+            )
+        return Identity(str(claims["key"]))
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+
+def key_id(key: str) -> str:
+    """A short, stable name for a key, safe to log and to put in tokens."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as error:
+        raise ValueError(str(error)) from None
