@@ -40,8 +40,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        # default=str: a message is already a string; this covers odd `session_id`s and the like.
-        return orjson.dumps(entry, default=str).decode()
+        return orjson.dumps(entry).decode()
 
 
 def configure_logging(level: str, log_format: LogFormat = "text") -> None:
