@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,6 +33,8 @@ from session.pool import WorkerPool
 from session.worker import ModelWorker
 
 logger = logging.getLogger("realtime.app")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 WEB_DEMO = Path(__file__).resolve().parent.parent / "web_demo"
 
@@ -76,14 +78,14 @@ def create_app(
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
 
     api = [
-        Route("/models", list_models),
+        Route("/models", authorized(list_models)),
         Route("/tokens", issue_token, methods=["POST"]),
         WebSocketRoute("/stream", stream_endpoint),
         *SIGNALLING_ROUTES,
     ]
     routes = [
         Route("/healthz", healthz),
-        Route("/metrics", metrics),
+        Route("/metrics", authorized(metrics)),
         # Its own mount, so that a wrong method on an API path gets 405, not the web demo's 404.
         Mount("/v1", routes=api),
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
@@ -120,13 +122,23 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
 
+def authorized(endpoint: Endpoint) -> Endpoint:
+    """The endpoint, behind a check for a valid API key or token (when keys are set)."""
+
+    async def guarded(request: Request) -> Response:
+        state: ServerState = request.app.state.server
+        try:
+            state.authorize(bearer(request.headers.get("authorization")), None)
+        except StreamError as error:
+            return error_response(error)
+        return await endpoint(request)
+
+    return guarded
+
+
 async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text format."""
     state: ServerState = request.app.state.server
-    try:
-        state.authorize(bearer(request.headers.get("authorization")), None)
-    except StreamError as error:
-        return error_response(error)
     return await state.metrics.endpoint(request)
 
 
@@ -156,10 +168,6 @@ async def issue_token(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     state: ServerState = request.app.state.server
-    try:
-        state.authorize(bearer(request.headers.get("authorization")), None)
-    except StreamError as error:
-        return error_response(error)
     loaded = {worker.model_id for worker in state.pool.workers if worker.is_loaded}
     return JSONResponse(
         [describe_model(entry.info, entry.info.id in loaded) for entry in state.registry.values()]
