@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from frames.frame import Pixels
 from models.base import ModelInfo, ModelInput
-from models.memory import recover_from_oom
 from models.params import ParamSpec
 
 logger = logging.getLogger(__name__)
@@ -253,10 +252,6 @@ class TinyModel:
     def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
         """Return one output per input, in order; each input's state is its session's."""
         return [self.few_step(item.pixels, item.params, item.state) for item in batch]
-
-    def recover(self, error: BaseException) -> bool:
-        """After CUDA runs out of memory: free torch's cache; the weights are intact."""
-        return recover_from_oom(error)
 
 
 def _byte_vocab() -> dict[str, int]:
