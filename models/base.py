@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from frames.frame import Pixels
-from models.params import ParamSpec, ParamValue
+from models.params import Constraint, ParamSpec, ParamValue
 
 ModelKind = Literal["img2img", "txt2img", "effect"]
 
@@ -22,6 +22,13 @@ class ModelInfo:
     width: int
     height: int
     params: tuple[ParamSpec, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+    """Checks across params (steps x strength >= 1, ...), run on every update."""
+    text_to_image: bool = False
+    """Makes an image from its params alone (`ModelInput.pixels` None) for a session
+    that sends no frames."""
+    random_weights: bool = False
+    """Real architecture, random weights: its outputs are noise (for speed measurements)."""
 
     @property
     def default_params(self) -> dict[str, ParamValue]:
@@ -30,7 +37,8 @@ class ModelInfo:
 
 @dataclass(slots=True)
 class ModelInput:
-    """One session's frame in a batch.
+    """One session's frame in a batch, or None for an image from the params alone
+    (type-to-image, only for models whose `info.text_to_image` is set).
 
     `state` belongs to the session, not the shared model: a family keeps there
     what it may reuse on the session's next frame (prompt embeddings, seeded
@@ -38,7 +46,7 @@ class ModelInput:
     session ends; only the worker's thread touches it.
     """
 
-    pixels: Pixels
+    pixels: Pixels | None
     params: Mapping[str, ParamValue]
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -46,8 +54,8 @@ class ModelInput:
 class Model(Protocol):
     """A loaded model, owned by exactly one worker thread.
 
-    `run` takes frames at `info.width` x `info.height` and returns one output
-    per input, in order, at the same size. It may raise; the worker reports the
+    `run` takes frames at `info.width` x `info.height` (or None, see ModelInput)
+    and returns one output per input, in order, at that size. It may raise; the worker reports the
     error to the sessions of that batch and goes on, and reloads the model when
     it keeps raising (session/worker.py).
 

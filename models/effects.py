@@ -39,7 +39,11 @@ class InvertModel:
         delay_ms = max(int(item.params["delay_ms"]) for item in batch)
         if delay_ms:
             time.sleep(delay_ms / 1000)
-        return [255 - item.pixels for item in batch]
+        outputs = []
+        for item in batch:
+            assert item.pixels is not None, "invert needs a frame (info.text_to_image is False)"
+            outputs.append(255 - item.pixels)
+        return outputs
 
 
 def load_invert(device: str) -> InvertModel:

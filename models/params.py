@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 ParamValue = str | int | float
+
+
+class ParamConflict(ValueError):
+    """Valid values that the model cannot take together; `field` names the one to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+Constraint = Callable[[Mapping[str, ParamValue]], None]
+"""Checks a complete set of a model's param values; raises ParamConflict when they conflict."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,7 +251,11 @@ class TinyModel:
 
     def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
         """Return one output per input, in order; each input's state is its session's."""
-        return [self.few_step(item.pixels, item.params, item.state) for item in batch]
+        outputs = []
+        for item in batch:
+            assert item.pixels is not None, "tiny needs a frame"
+            outputs.append(self.few_step(item.pixels, item.params, item.state))
+        return outputs
 
 
 def _byte_vocab() -> dict[str, int]:

@@ -40,7 +40,6 @@ class LiveSession:
         self._loop = asyncio.get_running_loop()
         self._output_ready = asyncio.Event()
         self._settled = asyncio.Event()
-        self._sending = False
         self._released = False
         self.log = self.session.log
 
@@ -93,11 +92,10 @@ class LiveSession:
         while (output := self.session.next_output()) is None:
             self._output_ready.clear()
             await self._output_ready.wait()
-        self._sending = True
         return output
 
     def output_sent(self, output: Output) -> None:
-        self._sending = False
+        self.session.output_sent(output)
         self.meter.sent(output)
         self.meter.update(self.session)
         self._note_settled()
@@ -126,15 +124,6 @@ class LiveSession:
 
     def close(self) -> None:
         self.session.close()
-        stats = self.session.stats
-        self.log.info(
-            "closed (%d frames in, %d out, %d dropped, %d bad, %d failed)",
-            stats.frames_received,
-            stats.frames_sent,
-            self.session.dropped_frames,
-            stats.bad_frames,
-            stats.failed_frames,
-        )
         self._release_when_closed()
 
     def _dispatch(self) -> None:
@@ -158,7 +147,7 @@ class LiveSession:
         self._dispatch()
 
     def _note_settled(self) -> None:
-        if self.session.is_settled and not self._sending:
+        if self.session.is_settled:
             self._settled.set()
         else:
             self._settled.clear()
@@ -166,6 +155,16 @@ class LiveSession:
     def _release_when_closed(self) -> None:
         if self.session.state is SessionState.CLOSED and not self._released:
             self._released = True
+            stats = self.session.stats
+            # Logged once the model gave back its last frame, so the counts are final.
+            self.log.info(
+                "closed (%d frames in, %d out, %d dropped, %d bad, %d failed)",
+                stats.frames_received,
+                stats.frames_sent,
+                self.session.dropped_frames,
+                stats.bad_frames,
+                stats.failed_frames,
+            )
             self.worker.forget(self.id)
             self.meter.update(self.session)
             self.lease.release()

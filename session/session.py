@@ -94,6 +94,7 @@ class Session:
         self._inbox: LatestSlot[Frame] = LatestSlot()
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
+        self._sending: Output | None = None
         self._input_open = True
         self.log = SessionLog(logger, session_id)
 
@@ -124,8 +125,8 @@ class Session:
 
     @property
     def is_settled(self) -> bool:
-        """Nothing in the model and no output waiting to be sent."""
-        return self._in_flight is None and not self._outbox
+        """Nothing in the model, no output waiting and none being sent."""
+        return self._in_flight is None and not self._outbox and self._sending is None
 
     # Events from the transport
 
@@ -200,9 +201,13 @@ class Session:
         """The transport ended. A frame still in the model keeps the slot until it returns."""
         if self._state in (SessionState.DRAINING, SessionState.CLOSED):
             return
-        self.stats.dropped_on_close += (self._inbox.take() is not None) + (
-            self._outbox.take() is not None
+        # A taken output whose sending never finished never reached the client.
+        self.stats.dropped_on_close += (
+            (self._inbox.take() is not None)
+            + (self._outbox.take() is not None)
+            + (self._sending is not None)
         )
+        self._sending = None
         self.state = SessionState.DRAINING if self._in_flight else SessionState.CLOSED
 
     # The data path
@@ -233,20 +238,31 @@ class Session:
         self._deliver(Output(job.frame, job.params, error=reason, code=code))
 
     def next_output(self) -> Output | None:
-        return self._outbox.take()
+        """Take the newest output to send; call `output_sent` once it is sent."""
+        assert self._sending is None, "the previous output is still being sent"
+        self._sending = self._outbox.take()
+        return self._sending
+
+    def output_sent(self, output: Output) -> None:
+        """The transport sent `output`: it counts as sent (or, for an error, failed)."""
+        if output is not self._sending:
+            return  # closed meanwhile: already counted as dropped
+        self._sending = None
+        if output.error is not None:
+            self.stats.failed_frames += 1
+        else:
+            self.stats.frames_sent += 1
 
     def output_message(self, output: Output, encode_ms: float = 0.0) -> Message:
         """The message for a taken output: a model error, or the `frame` metadata
         that goes just before the encoded image."""
         if output.error is not None:
-            self.stats.failed_frames += 1
             return {
                 "type": "error",
                 "code": output.code,
                 "message": output.error,
                 "source_frame": output.frame.index,
             }
-        self.stats.frames_sent += 1
         timings = output.frame.timings_ms
         timings["encode"] = encode_ms
         return {

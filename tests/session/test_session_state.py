@@ -90,6 +90,7 @@ def test_unread_outputs_are_replaced_and_counted() -> None:
     assert message["source_frame"] == 3
     assert message["dropped_frames"] == 2
     assert message["timings_ms"] == {"queue": 10.0, "decode": 1.0, "model": 5.0, "encode": 2.0}
+    session.output_sent(output)
     assert session.next_output() is None
 
 
@@ -102,6 +103,7 @@ def test_every_frame_is_accounted_for() -> None:
             finish(session, job)
         if step % 7 == 0 and (output := session.next_output()):
             session.output_message(output)
+            session.output_sent(output)
             sent += 1
     session.close()
     assert session.stats.frames_received == 50
@@ -185,6 +187,7 @@ def test_a_failed_job_carries_the_workers_error_code_and_counts_as_failed() -> N
     assert output is not None
     message = session.output_message(output)
     assert (message["code"], message["source_frame"]) == ("model_restarted", 1)
+    session.output_sent(output)
     assert session.stats.failed_frames == 1
 
 
@@ -214,3 +217,19 @@ def test_closing_idle_closes_at_once() -> None:
 def test_replies_are_json_serialisable() -> None:
     session = make_session()
     orjson.dumps(session.receive_text('{"type": "params"}'))
+
+
+def test_an_output_taken_but_never_sent_counts_as_dropped_when_the_transport_ends() -> None:
+    session = make_session()
+    arrive(session)
+    job = session.next_job()
+    assert job is not None
+    finish(session, job)
+    output = session.next_output()
+    assert output is not None
+    assert not session.is_settled  # being sent
+    session.close()  # the client vanished mid-send
+    session.output_sent(output)  # a late confirmation changes nothing
+    assert session.stats.frames_sent == 0
+    assert session.dropped_frames == 1
+    assert session.stats.frames_received == session.stats.frames_sent + session.dropped_frames
