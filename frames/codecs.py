@@ -20,8 +20,8 @@ from frames.geometry import fit
 ImageFormat = Literal["jpeg", "png", "webp"]
 IMAGE_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "webp")
 
-MAX_PIXELS = 4096 * 4096
-"""Largest decoded image accepted: guards memory against decompression bombs."""
+MAX_IMAGE_SIZE = 4096
+"""Default widest and tallest image decoded: guards memory against decompression bombs."""
 
 
 class BadImage(ValueError):
@@ -39,19 +39,22 @@ def sniff_format(data: bytes) -> ImageFormat:
     raise BadImage(f"not a JPEG, PNG or WebP image (starts with {data[:8].hex()!r})")
 
 
-def decode_image(data: bytes, *, min_width: int = 0, min_height: int = 0) -> Pixels:
+def decode_image(
+    data: bytes, *, min_width: int = 0, min_height: int = 0, max_size: int = MAX_IMAGE_SIZE
+) -> Pixels:
     """Decode to RGB pixels. A JPEG may come back smaller than encoded, but never
-    below `min_width` x `min_height` (libjpeg-turbo's fast DCT scaling)."""
+    below `min_width` x `min_height` (libjpeg-turbo's fast DCT scaling). An image
+    wider or taller than `max_size` is refused from its header, before decoding."""
     image_format = sniff_format(data)
     try:
         if image_format == "jpeg":
             height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            _check_size(width, height)
+            _check_size(width, height, max_size)
             return simplejpeg.decode_jpeg(  # type: ignore[no-any-return]
                 data, colorspace="RGB", min_width=min_width, min_height=min_height
             )
         with Image.open(io.BytesIO(data)) as image:
-            _check_size(*image.size)
+            _check_size(*image.size, max_size)
             return np.asarray(image.convert("RGB"))
     except BadImage:
         raise
@@ -59,9 +62,12 @@ def decode_image(data: bytes, *, min_width: int = 0, min_height: int = 0) -> Pix
         raise BadImage(f"corrupt {image_format.upper()} image: {error}") from error
 
 
-def decode_to_size(data: bytes, width: int, height: int) -> Pixels:
+def decode_to_size(
+    data: bytes, width: int, height: int, *, max_size: int = MAX_IMAGE_SIZE
+) -> Pixels:
     """The data path's decode hop: bytes in, pixels at the model's size out."""
-    return fit(decode_image(data, min_width=width, min_height=height), width, height)
+    pixels = decode_image(data, min_width=width, min_height=height, max_size=max_size)
+    return fit(pixels, width, height)
 
 
 def encode_image(pixels: Pixels, image_format: ImageFormat = "jpeg", quality: int = 90) -> bytes:
@@ -77,6 +83,8 @@ def encode_image(pixels: Pixels, image_format: ImageFormat = "jpeg", quality: in
     return buffer.getvalue()
 
 
-def _check_size(width: int, height: int) -> None:
-    if width * height > MAX_PIXELS:
-        raise BadImage(f"image of {width}x{height} exceeds the limit of {MAX_PIXELS} pixels")
+def _check_size(width: int, height: int, max_size: int) -> None:
+    if width > max_size or height > max_size:
+        raise BadImage(
+            f"image of {width}x{height} exceeds the limit of {max_size}x{max_size} pixels"
+        )

@@ -13,8 +13,10 @@ from models.registry import DEFAULT_MODEL, REGISTRY
 from realtime.config import ServerConfig
 from realtime.ice import IceServer
 from realtime.logs import LOG_FORMATS, configure_logging
+from session.limits import SessionLimits
 
 DEFAULTS = ServerConfig()
+LIMITS = SessionLimits()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +40,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=DEFAULTS.max_message_bytes / 2**20,
         help="largest WebSocket message in MiB; a larger one closes the session with 1009",
+    )
+    serve.add_argument(
+        "--queue-timeout",
+        type=_seconds_or_never,
+        default=None,
+        metavar="SECONDS",
+        help="when the server is full, let a new session wait in line this long for a slot "
+        "(WebSocket clients get {\"type\": \"queued\", \"position\": N} updates); "
+        "default: refuse at once",
+    )
+    serve.add_argument(
+        "--max-image-size",
+        type=_positive_int,
+        default=LIMITS.max_image_size,
+        metavar="PIXELS",
+        help="widest and tallest input image decoded; a larger one is a bad_frame",
+    )
+    serve.add_argument(
+        "--max-messages-per-s",
+        type=_positive_float,
+        default=LIMITS.max_messages_per_s,
+        metavar="N",
+        help="control messages a session may send per second (with a burst of N); "
+        "the excess is refused with rate_limited",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_seconds_or_never,
+        default=LIMITS.idle_timeout_s,
+        metavar="SECONDS",
+        help="close a session that sends no frame and no params for this long (0: never)",
+    )
+    serve.add_argument(
+        "--max-session-duration",
+        type=_seconds_or_never,
+        default=LIMITS.max_duration_s,
+        metavar="SECONDS",
+        help="close every session this long after it started (0, the default: never)",
     )
     serve.add_argument("--workers-per-model", type=_positive_int, default=1)
     serve.add_argument(
@@ -111,6 +151,7 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         models=models,
         device=args.device,
         max_sessions=args.max_sessions,
+        queue_timeout_s=args.queue_timeout,
         max_message_bytes=int(args.max_message_mb * 2**20),
         workers_per_model=args.workers_per_model,
         ice_servers=tuple(
@@ -122,6 +163,12 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         # One secret for every instance behind a load balancer; else random per process.
         token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
         max_token_ttl_s=args.max_token_ttl,
+        limits=SessionLimits(
+            max_messages_per_s=args.max_messages_per_s,
+            idle_timeout_s=args.idle_timeout,
+            max_duration_s=args.max_session_duration,
+            max_image_size=args.max_image_size,
+        ),
     )
     configure_logging(args.log_level, args.log_format)
 
@@ -186,3 +233,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _seconds_or_never(text: str) -> float | None:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (never) or more, got {text}")
+    return value or None

@@ -13,7 +13,7 @@ on the server exactly as a slow network client would.
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -53,8 +53,10 @@ class Params:
 
 @dataclass(frozen=True, slots=True)
 class Closing:
-    """The server is shutting down: the frame in the model still comes, then a close."""
+    """The session is ending (`code`: shutting_down, idle_timeout, session_time_limit):
+    the frame in the model still comes, then the server closes the connection."""
 
+    code: str
     message: str
 
 
@@ -98,9 +100,12 @@ class StreamClient:
         api_key: str | None = None,
         token: str | None = None,
         max_size: int | None = 2**26,
+        on_queued: Callable[[int], object] | None = None,
     ) -> StreamClient:
         """Open a session; returns once the server sent `ready`, or raises ServerError.
-        A server with API keys wants `api_key` (sent as a Bearer header) or a `token`."""
+        A server with API keys wants `api_key` (sent as a Bearer header) or a `token`.
+        A full server with a waiting line sends the position in it (1 is next) to
+        `on_queued` until a slot frees."""
         fields = {name: value for name, value in (("model", model), ("token", token)) if value}
         query = f"?{urlencode(fields)}" if fields else ""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
@@ -108,6 +113,10 @@ class StreamClient:
             f"{url.rstrip('/')}/v1/stream{query}", max_size=max_size, additional_headers=headers
         )
         first = orjson.loads(await connection.recv())
+        while first.get("type") == "queued":
+            if on_queued is not None:
+                on_queued(first["position"])
+            first = orjson.loads(await connection.recv())
         if first.get("type") != "ready":
             await connection.wait_closed()
             raise ServerError(error_message(first), connection.close_code)
@@ -182,7 +191,7 @@ class StreamClient:
         if kind == "error":
             return error_message(data)
         if kind == "closing":
-            return Closing(str(data.get("message")))
+            return Closing(str(data.get("code")), str(data.get("message")))
         raise ValueError(f"unexpected message from server: {data!r}")
 
 

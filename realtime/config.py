@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.registry import DEFAULT_MODEL
 from realtime.ice import IceServer
+from session.limits import SessionLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +15,11 @@ class ServerConfig:
     """Models loaded and warmed at start; the first is served when a client names none."""
     device: str = "auto"
     max_sessions: int = 8
-    """Sessions admitted at once, over all models; one more is refused with close 1013."""
+    """Sessions admitted at once, over all models; one more is refused with close 1013,
+    or waits in line when `queue_timeout_s` is set."""
+    queue_timeout_s: float | None = None
+    """How long a session may wait in line for a slot when the server is full. None: no
+    line, refuse at once."""
     max_message_bytes: int = 8 * 2**20
     """Largest WebSocket message accepted; a larger one closes the session with 1009."""
     workers_per_model: int = 1
@@ -30,6 +35,8 @@ class ServerConfig:
     max_token_ttl_s: float = 3600.0
     ice_addresses: tuple[str, ...] = ()
     """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    """What each session may send, and for how long (session/limits.py)."""
 
     @property
     def default_model(self) -> str:

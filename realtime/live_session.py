@@ -24,6 +24,8 @@ from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
 from frames.frame import Frame, Pixels
 from frames.video import video_frame_to_pixels
 from realtime.server_state import Lease
+from session.errors import StreamError
+from session.limits import SessionLimits
 from session.session import Message, Output, Session, SessionState
 from session.worker import JobResult
 
@@ -31,8 +33,10 @@ from session.worker import JobResult
 class LiveSession:
     """Create with the lease ServerState.admit gave; `close` once when the transport ends."""
 
-    def __init__(self, lease: Lease) -> None:
-        self.session = Session(uuid.uuid4().hex[:12], lease.worker.entry.info)
+    def __init__(self, lease: Lease, limits: SessionLimits) -> None:
+        self.session = Session(
+            uuid.uuid4().hex[:12], lease.worker.entry.info, limits, time.perf_counter()
+        )
         self.session.pin()
         self.lease = lease
         self.worker = lease.worker
@@ -55,17 +59,20 @@ class LiveSession:
     async def receive_frame(self, data: bytes) -> Message | None:
         """An encoded image arrived. Returns an error message to send when it is bad."""
         info = self.session.model
-        return await self._receive(partial(decode_to_size, data, info.width, info.height))
+        max_size = self.session.limits.max_image_size
+        return await self._receive(
+            partial(decode_to_size, data, info.width, info.height, max_size=max_size)
+        )
 
     async def receive_video_frame(self, frame: av.VideoFrame, skipped: int = 0) -> None:
         """A decoded video frame arrived, overtaking `skipped` older ones."""
-        self.session.skip_frames(skipped)
+        self.session.skip_frames(skipped, time.perf_counter())
         info = self.session.model
         await self._receive(partial(video_frame_to_pixels, frame, info.width, info.height))
 
     async def _receive(self, decode: Callable[[], Pixels]) -> Message | None:
         received_at = time.perf_counter()
-        index = self.session.number_frame()
+        index = self.session.number_frame(received_at)
         try:
             pixels = await asyncio.to_thread(decode)
         except BadImage as error:
@@ -81,7 +88,7 @@ class LiveSession:
 
     def receive_text(self, data: str | bytes) -> Message:
         """A control message arrived; returns the reply."""
-        reply = self.session.receive_text(data)
+        reply = self.session.receive_text(data, time.perf_counter())
         if reply["type"] == "error":
             self.log.info("%s", reply["message"])
         return reply
@@ -100,10 +107,22 @@ class LiveSession:
         self.meter.update(self.session)
         self._note_settled()
 
-    def stop_input(self, reason: str) -> Message:
+    async def until_expired(self) -> StreamError:
+        """Wait until the session passes one of its limits (idle, duration); returns it."""
+        while True:
+            now = time.perf_counter()
+            if (cause := self.session.expiry(now)) is not None:
+                return cause
+            deadline = self.session.next_deadline()
+            if deadline is None:
+                await asyncio.Event().wait()  # no limit: never
+            else:
+                await asyncio.sleep(deadline - now)
+
+    def stop_input(self, cause: StreamError) -> Message:
         """A graceful end begins: no more frames. Returns the `closing` message to send;
         then await `settled`."""
-        closing = self.session.stop_input(reason)
+        closing = self.session.stop_input(cause)
         self._note_settled()
         return closing
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from models.base import ModelEntry
 from realtime.auth import Access, Identity
 from realtime.config import ServerConfig
 from realtime.metrics import Metrics, SessionMeter
-from session.errors import KeyLimit, ShuttingDown, StreamError
+from session.errors import KeyLimit, ServerFull, ShuttingDown, StreamError
 from session.pool import WorkerPool
 from session.worker import ModelWorker
 
@@ -22,11 +22,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("realtime.server")
 
+T = TypeVar("T")
+
 
 class Stream(Protocol):
     """A transport's session, as shutdown sees it."""
 
-    async def close_gracefully(self, reason: str) -> None: ...
+    async def close_gracefully(self, cause: StreamError) -> None: ...
+
+
+class Signal:
+    """Wakes everyone waiting on it, each time it fires (a broadcast, no value)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,9 @@ class ServerState:
     """WebSocket sessions, for shutdown."""
     draining: bool = False
     sessions_by_key: Counter[str] = field(default_factory=Counter)
+    waiting: list[object] = field(default_factory=list)
+    """Sessions waiting in line for a slot (`admit_in_turn`), first come first."""
+    _queue_moved: Signal = field(default_factory=lambda: Signal())
 
     def authorize(self, credential: str | None, model_id: str | None) -> Identity:
         """Who presents `credential` (a key, or a token for `model_id`), or raise."""
@@ -63,23 +82,72 @@ class ServerState:
             self.metrics.refusals.labels(refusal.code).inc()
             raise
 
-    def admit(self, model_id: str, transport: str, credential: str | None) -> Lease:
+    async def admit(
+        self,
+        model_id: str,
+        transport: str,
+        credential: str | None,
+        on_queued: Callable[[int], Awaitable[None]] | None = None,
+    ) -> Lease:
         """A slot for a new session, or raise: unauthorized, shutting down, key limit,
-        unknown model, full."""
+        unknown model, full.
+
+        When the server is full and `config.queue_timeout_s` is set, wait in line
+        for a slot instead, first come first served: `on_queued(position)` is
+        awaited on joining and whenever the position changes (1 is next), and
+        ServerFull is raised when no slot came within the timeout."""
+        timeout = self.config.queue_timeout_s
         identity = self.authorize(credential, model_id)
-        limit = self.config.max_sessions_per_key
+        if timeout is None or (self.pool.has_room and not self.waiting):
+            return self._counting_refusals(self._take_slot, identity, model_id, transport)
+        ticket = object()
+        self.waiting.append(ticket)
+        reported = 0
         try:
-            if self.draining:
-                raise ShuttingDown("the server is shutting down; try again later")
-            if limit is not None and self.sessions_by_key[identity.key_id] >= limit:
-                raise KeyLimit(
-                    f"this API key ({identity.key_id}) has its {limit} sessions open; "
-                    "close one or try again later"
-                )
-            worker = self.pool.admit(model_id)
+            async with asyncio.timeout(timeout):
+                while True:
+                    self._counting_refusals(self._check, identity, model_id)
+                    position = self.waiting.index(ticket) + 1
+                    if position == 1 and self.pool.has_room:
+                        return self._counting_refusals(
+                            self._take_slot, identity, model_id, transport
+                        )
+                    if position != reported and on_queued is not None:
+                        reported = position
+                        await on_queued(position)
+                    await self._queue_moved.wait()
+        except TimeoutError:
+            self.metrics.refusals.labels(ServerFull.code).inc()
+            raise ServerFull(
+                f"server full: no session slot came free in {timeout:g} s in the queue;"
+                " try again later"
+            ) from None
+        finally:
+            self.waiting.remove(ticket)
+            self._queue_moved.fire()
+
+    def _counting_refusals(self, step: Callable[..., T], *args: Any) -> T:
+        try:
+            return step(*args)
         except StreamError as refusal:
             self.metrics.refusals.labels(refusal.code).inc()
             raise
+
+    def _check(self, identity: Identity, model_id: str) -> None:
+        """Every refusal but a full server: shutting down, key limit, unknown model."""
+        limit = self.config.max_sessions_per_key
+        if self.draining:
+            raise ShuttingDown("the server is shutting down; try again later")
+        if limit is not None and self.sessions_by_key[identity.key_id] >= limit:
+            raise KeyLimit(
+                f"this API key ({identity.key_id}) has its {limit} sessions open; "
+                "close one or try again later"
+            )
+        self.pool.check_model(model_id)
+
+    def _take_slot(self, identity: Identity, model_id: str, transport: str) -> Lease:
+        self._check(identity, model_id)
+        worker = self.pool.admit(model_id)
         self.sessions_by_key[identity.key_id] += 1
         meter = self.metrics.meter(model_id, transport)
 
@@ -87,6 +155,7 @@ class ServerState:
             self.pool.release(worker)
             self.sessions_by_key[identity.key_id] -= 1
             meter.released()
+            self._queue_moved.fire()
 
         return Lease(worker, meter, release)
 
@@ -95,12 +164,13 @@ class ServerState:
         the frames in the models come out and be sent, then close them. Whatever is
         not done after `timeout` seconds is left to be cut off."""
         self.draining = True
+        self._queue_moved.fire()  # the sessions waiting in line are refused
         sessions: list[Stream] = [*self.streams, *self.peers.values()]
         if not sessions:
             return
         logger.info("draining %d session(s), at most %.0f s", len(sessions), timeout)
-        reason = "the server is shutting down"
-        closing = [asyncio.create_task(s.close_gracefully(reason)) for s in sessions]
+        cause = ShuttingDown("the server is shutting down")
+        closing = [asyncio.create_task(s.close_gracefully(cause)) for s in sessions]
         _, late = await asyncio.wait(closing, timeout=timeout)
         for task in late:
             task.cancel()

@@ -136,7 +136,9 @@ async def _open_session(
     credential: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
-    live = LiveSession(server.admit(model, "webrtc", credential))
+    # The HTTP request itself waits in line when the server is full: no position updates.
+    lease = await server.admit(model, "webrtc", credential)
+    live = LiveSession(lease, server.config.limits)
     peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
     server.peers[peer.id] = peer
     try:

@@ -33,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
 from realtime.live_session import LiveSession
-from session.errors import BadOffer
+from session.errors import BadOffer, StreamError
 from session.session import Message
 
 CONTROL_CHANNEL = "control"
@@ -158,6 +158,7 @@ class PeerSession:
         self._spawn(self._start(model_ready))
         self._spawn(self._publish())
         self._spawn(self._give_up_unless_connected())
+        self._spawn(self._close_when_expired())
         return answer
 
     async def add_viewer(self, offer_sdp: str) -> tuple[str, str]:
@@ -187,9 +188,9 @@ class PeerSession:
         self.live.log.info("viewer %s left", viewer_id)
         return True
 
-    async def close_gracefully(self, reason: str) -> None:
+    async def close_gracefully(self, cause: StreamError) -> None:
         """Say `closing` on `control`, let the frame in the model come out, then close."""
-        self._send(self.live.stop_input(reason))
+        self._send(self.live.stop_input(cause))
         await self.live.settled()
         await self.close()
 
@@ -269,6 +270,9 @@ class PeerSession:
         self.live.log.info("peer connection %s", self.pc.connectionState)
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
+
+    async def _close_when_expired(self) -> None:
+        await self.close_gracefully(await self.live.until_expired())
 
     async def _give_up_unless_connected(self) -> None:
         await asyncio.sleep(CONNECT_TIMEOUT_S)

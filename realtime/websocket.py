@@ -19,11 +19,19 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtime.auth import bearer
 from realtime.live_session import LiveSession
 from realtime.server_state import ServerState
-from session.errors import KeyLimit, ServerFull, ShuttingDown, StreamError
+from session.errors import (
+    IdleTimeout,
+    KeyLimit,
+    ServerFull,
+    SessionTimeLimit,
+    ShuttingDown,
+    StreamError,
+)
 from session.session import Message
 
 logger = logging.getLogger("realtime.websocket")
 
+CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
@@ -32,6 +40,8 @@ CLOSE_CODES = {
     ServerFull: CLOSE_TRY_AGAIN_LATER,
     KeyLimit: CLOSE_TRY_AGAIN_LATER,
     ShuttingDown: CLOSE_GOING_AWAY,
+    IdleTimeout: CLOSE_NORMAL,
+    SessionTimeLimit: CLOSE_NORMAL,
 }
 
 
@@ -44,8 +54,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     credential = bearer(websocket.headers.get("authorization")) or websocket.query_params.get(
         "token"
     )
+
+    async def report_position(position: int) -> None:
+        await _send_message(websocket, {"type": "queued", "position": position})
+
     try:
-        lease = server.admit(model_id, "websocket", credential)
+        lease = await server.admit(model_id, "websocket", credential, report_position)
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
         await _send_message(websocket, error.to_message())
@@ -53,7 +67,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
             CLOSE_CODES.get(type(error), CLOSE_POLICY_VIOLATION), reason=error.code
         )
         return
-    live = LiveSession(lease)
+    live = LiveSession(lease, server.config.limits)
     stream = WebSocketStream(websocket, live)
     server.streams.add(stream)
     try:
@@ -76,12 +90,13 @@ class WebSocketStream:
         self._send_lock = asyncio.Lock()
 
     async def run(self, model_ready: asyncio.Event) -> None:
-        """Stream until the client disconnects."""
+        """Stream until the client disconnects or the session passes a limit."""
         await self._send(await self.live.start(model_ready))
         receiving = asyncio.create_task(self._receive_inputs())
         sending = asyncio.create_task(self._send_outputs())
+        expiring = asyncio.create_task(self._close_when_expired())
         done, pending = await asyncio.wait(
-            {receiving, sending}, return_when=asyncio.FIRST_COMPLETED
+            {receiving, sending, expiring}, return_when=asyncio.FIRST_COMPLETED
         )
         for task in pending:
             task.cancel()
@@ -92,13 +107,18 @@ class WebSocketStream:
             with contextlib.suppress(WebSocketDisconnect):
                 task.result()
 
-    async def close_gracefully(self, reason: str) -> None:
-        """Say `closing`, let the frame in the model come out and be sent, close with 1001."""
+    async def close_gracefully(self, cause: StreamError) -> None:
+        """Say `closing`, let the frame in the model come out and be sent, then close
+        (1001 for a shutdown, 1000 for a session that reached a limit)."""
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await self._send(self.live.stop_input(reason))
+            await self._send(self.live.stop_input(cause))
             await self.live.settled()
             async with self._send_lock:  # after the last output's metadata and image
-                await self.websocket.close(CLOSE_GOING_AWAY, reason="server shutting down")
+                code = CLOSE_CODES.get(type(cause), CLOSE_NORMAL)
+                await self.websocket.close(code, reason=cause.code)
+
+    async def _close_when_expired(self) -> None:
+        await self.close_gracefully(await self.live.until_expired())
 
     async def _receive_inputs(self) -> None:
         while True:

@@ -9,7 +9,10 @@
     ├── Unauthorized    unauthorized     a missing, wrong, forged or expired credential (1008, 401)
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
-    └── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
+    ├── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
+    ├── RateLimited     rate_limited     too many control messages per second: this one is refused
+    ├── IdleTimeout     idle_timeout     no frame and no params for too long (`closing`, then 1000)
+    └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
 
 Bad frames (`bad_frame`) and model failures (`model_error`, `out_of_memory`,
 `model_restarted`, `model_unavailable`: see session/worker.py) are reported per
@@ -68,3 +71,15 @@ class KeyLimit(StreamError):
 
 class BadOffer(StreamError):
     code = "bad_offer"
+
+
+class RateLimited(StreamError):
+    code = "rate_limited"
+
+
+class IdleTimeout(StreamError):
+    code = "idle_timeout"
+
+
+class SessionTimeLimit(StreamError):
+    code = "session_time_limit"

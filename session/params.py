@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from frames.codecs import IMAGE_FORMATS
-from models.params import ParamSpec, ParamValue
+from models.params import Constraint, ParamConflict, ParamSpec, ParamValue
 from session.errors import InvalidParams
 
 OUTPUT_PARAMS = (
@@ -31,7 +31,10 @@ OUTPUT_PARAMS = (
 class SessionParams:
     """A session's current parameter values: the model's fields plus OUTPUT_PARAMS."""
 
-    def __init__(self, model_params: Sequence[ParamSpec]) -> None:
+    def __init__(
+        self, model_params: Sequence[ParamSpec], constraints: Sequence[Constraint] = ()
+    ) -> None:
+        self.constraints = tuple(constraints)
         self.specs: dict[str, ParamSpec] = {
             spec.name: spec for spec in (*model_params, *OUTPUT_PARAMS)
         }
@@ -40,7 +43,9 @@ class SessionParams:
         }
 
     def update(self, changes: Mapping[str, object]) -> None:
-        """Apply `changes`, or raise InvalidParams naming the first bad field and change nothing."""
+        """Apply `changes`, or raise InvalidParams naming the first bad field and change nothing.
+
+        The model's constraints see the values as they would be after the change."""
         accepted: dict[str, ParamValue] = {}
         for name, value in changes.items():
             spec = self.specs.get(name)
@@ -53,7 +58,13 @@ class SessionParams:
                 accepted[name] = spec.coerce(value)
             except ValueError as error:
                 raise InvalidParams(f"{name} {error}", field=name) from None
-        self.values.update(accepted)
+        values = {**self.values, **accepted}
+        for constraint in self.constraints:
+            try:
+                constraint(values)
+            except ParamConflict as conflict:
+                raise InvalidParams(str(conflict), field=conflict.field) from None
+        self.values = values
 
     def snapshot(self) -> dict[str, ParamValue]:
         return dict(self.values)

@@ -26,15 +26,23 @@ class WorkerPool:
     def session_count(self) -> int:
         return sum(self._sessions.values())
 
-    def admit(self, model_id: str) -> ModelWorker:
-        candidates = [worker for worker in self.workers if worker.model_id == model_id]
-        if not candidates:
+    @property
+    def has_room(self) -> bool:
+        return self.session_count < self.max_sessions
+
+    def check_model(self, model_id: str) -> None:
+        """Raise UnknownModel unless `model_id` is served here."""
+        if model_id not in self.model_ids:
             served = ", ".join(self.model_ids)
             raise UnknownModel(
                 f"model {model_id!r} is not served here; this server serves: {served}",
                 field="model",
             )
-        if self.session_count >= self.max_sessions:
+
+    def admit(self, model_id: str) -> ModelWorker:
+        self.check_model(model_id)
+        candidates = [worker for worker in self.workers if worker.model_id == model_id]
+        if not self.has_room:
             raise ServerFull(
                 f"server full: all {self.max_sessions} session slots are taken; try again later"
             )

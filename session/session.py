@@ -26,7 +26,8 @@ import orjson
 from frames.frame import Frame, Pixels
 from models.base import ModelInfo
 from models.params import ParamValue
-from session.errors import BadMessage, StreamError
+from session.errors import BadMessage, IdleTimeout, RateLimited, SessionTimeLimit, StreamError
+from session.limits import MessageRate, SessionLimits
 from session.logs import SessionLog
 from session.params import SessionParams
 from session.slots import LatestSlot
@@ -74,6 +75,8 @@ class SessionStats:
     failed_frames: int = 0
     """Frames whose model error was sent."""
     frames_sent: int = 0
+    refused_messages: int = 0
+    """Control messages over the rate limit, answered with `rate_limited` and not applied."""
     dropped_on_close: int = 0
     skipped_by_transport: int = 0
     """Frames a transport's own queue held and replaced before they were decoded."""
@@ -83,13 +86,24 @@ class Session:
     """After `pin`, call `model_ready` once the worker's model is warm; then
     after every event call `next_job` (hand it to the worker) and send what
     `next_output` yields. `close` when the transport ends; the worker slot is
-    free once `state` is CLOSED."""
+    free once `state` is CLOSED. The transport also closes it, with `closing`,
+    once `expiry` names a limit it passed (check again at `next_deadline`)."""
 
-    def __init__(self, session_id: str, model: ModelInfo) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        model: ModelInfo,
+        limits: SessionLimits = SessionLimits(),  # noqa: B008 (frozen: safely shared)
+        started_at: float = 0.0,
+    ) -> None:
         self.id = session_id
         self.model = model
-        self.params = SessionParams(model.params)
+        self.params = SessionParams(model.params, model.constraints)
+        self.limits = limits
         self.stats = SessionStats()
+        self.started_at = started_at
+        self._active_at = started_at
+        self._message_rate = MessageRate(limits.max_messages_per_s, started_at)
         self._state = SessionState.CONNECTING
         self._inbox: LatestSlot[Frame] = LatestSlot()
         self._outbox: LatestSlot[Output] = LatestSlot()
@@ -148,14 +162,16 @@ class Session:
             "params": self.params.snapshot(),
         }
 
-    def number_frame(self) -> int:
+    def number_frame(self, now: float) -> int:
         """A binary message arrived: give it the next frame number (1, 2, 3, ...)."""
+        self._active_at = now
         self.stats.frames_received += 1
         return self.stats.frames_received
 
-    def skip_frames(self, count: int) -> None:
+    def skip_frames(self, count: int, now: float) -> None:
         """`count` frames arrived but a newer one overtook them before decoding
         (WebRTC drains its receive queue to the newest frame): number and drop them."""
+        self._active_at = now
         self.stats.frames_received += count
         self.stats.skipped_by_transport += count
 
@@ -171,8 +187,14 @@ class Session:
         else:
             self.stats.dropped_on_close += 1
 
-    def receive_text(self, data: str | bytes) -> Message:
+    def receive_text(self, data: str | bytes, now: float) -> Message:
         """A control message (a JSON object with a `type`). Returns the reply to send."""
+        if not self._message_rate.allow(now):
+            self.stats.refused_messages += 1
+            rate = self.limits.max_messages_per_s
+            return RateLimited(
+                f"more than {rate:g} control messages per second: this one was not applied"
+            ).to_message()
         try:
             message = orjson.loads(data)
         except orjson.JSONDecodeError as error:
@@ -183,19 +205,41 @@ class Session:
         try:
             if kind == "params":
                 self.params.update(message)
+                self._active_at = now
                 return {"type": "params", "params": self.params.snapshot()}
             raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
         except StreamError as error:
             return error.to_message()
 
-    def stop_input(self, reason: str) -> Message:
-        """The server is shutting down: take no more frames, but finish the one in the
-        model (wait for `is_settled`). The frame waiting for the model is dropped.
-        Returns the `closing` message to send."""
+    def stop_input(self, cause: StreamError) -> Message:
+        """The session is ending (shutdown, a limit): take no more frames, but finish
+        the one in the model (wait for `is_settled`). The frame waiting for the model
+        is dropped. Returns the `closing` message to send."""
         self._input_open = False
         self.stats.dropped_on_close += self._inbox.take() is not None
-        self.log.info("closing: %s", reason)
-        return {"type": "closing", "message": reason}
+        self.log.info("closing (%s): %s", cause.code, cause.message)
+        return {"type": "closing", "code": cause.code, "message": cause.message}
+
+    # Limits
+
+    def expiry(self, now: float) -> StreamError | None:
+        """The limit this session has passed at `now`, if any: it should then be closed."""
+        duration = self.limits.max_duration_s
+        if duration is not None and now - self.started_at >= duration:
+            return SessionTimeLimit(f"sessions on this server last at most {duration:g} s")
+        idle = self.limits.idle_timeout_s
+        if idle is not None and now - self._active_at >= idle:
+            return IdleTimeout(f"no frame and no params for {idle:g} s")
+        return None
+
+    def next_deadline(self) -> float | None:
+        """When `expiry` may next name a limit (a monotonic time), or None: never."""
+        deadlines = []
+        if self.limits.max_duration_s is not None:
+            deadlines.append(self.started_at + self.limits.max_duration_s)
+        if self.limits.idle_timeout_s is not None:
+            deadlines.append(self._active_at + self.limits.idle_timeout_s)
+        return min(deadlines, default=None)
 
     def close(self) -> None:
         """The transport ended. A frame still in the model keeps the slot until it returns."""

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import uvicorn
 from starlette.applications import Starlette
@@ -46,6 +48,11 @@ class ServerProcess:
         return any("Uvicorn running on" in line for line in self.log) and any(
             "ready: serving" in line for line in self.log
         )
+
+    def health(self) -> dict[str, Any]:
+        """GET /healthz: status, models and the number of open sessions."""
+        health: dict[str, Any] = httpx.get(f"{self.http_url}/healthz").json()
+        return health
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -3,8 +3,9 @@ import pytest
 from support import gradient_image, noise_image
 
 from frames.codecs import (
-    MAX_PIXELS,
+    MAX_IMAGE_SIZE,
     BadImage,
+    ImageFormat,
     decode_image,
     decode_to_size,
     encode_image,
@@ -61,8 +62,19 @@ def test_truncated_jpeg_raises_bad_image() -> None:
         decode_image(data[: len(data) // 3])
 
 
-def test_images_over_the_pixel_limit_are_refused_before_decoding() -> None:
-    side = int(MAX_PIXELS**0.5) + 16
-    huge = encode_image(np.zeros((side, side, 3), np.uint8), "png")
-    with pytest.raises(BadImage, match="exceeds the limit"):
+def test_images_over_the_size_limit_are_refused_before_decoding() -> None:
+    huge = encode_image(np.zeros((8, MAX_IMAGE_SIZE + 16, 3), np.uint8), "png")
+    with pytest.raises(BadImage, match="exceeds the limit of 4096x4096"):
         decode_image(huge)
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "png", "webp"])
+def test_the_size_limit_is_configurable_and_applies_to_each_side(
+    image_format: ImageFormat,
+) -> None:
+    wide = encode_image(np.zeros((16, 80, 3), np.uint8), image_format)
+    tall = encode_image(np.zeros((80, 16, 3), np.uint8), image_format)
+    for data in (wide, tall):
+        with pytest.raises(BadImage, match="exceeds the limit of 64x64"):
+            decode_image(data, max_size=64)
+        assert decode_image(data, max_size=80).shape[:2] in ((16, 80), (80, 16))

@@ -51,7 +51,10 @@ memory, caches and allocator arenas included."""
 
 @pytest.fixture(scope="module")
 def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
-    return start_server("--model", "invert", "--max-sessions", "16")
+    # Hypothesis sends messages as fast as it can; the rate limit has its own tests.
+    return start_server(
+        "--model", "invert", "--max-sessions", "16", "--max-messages-per-s", "100000"
+    )  # fmt: skip
 
 
 @dataclass

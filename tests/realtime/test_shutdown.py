@@ -29,7 +29,8 @@ async def test_sigterm_drains_sessions_and_exits_0(model_cache: Path) -> None:
 
         server.process.send_signal(signal.SIGTERM)
 
-        assert isinstance(await asyncio.wait_for(websocket.receive(), 30), Closing)
+        closing = await asyncio.wait_for(websocket.receive(), 30)
+        assert isinstance(closing, Closing) and closing.code == "shutting_down"
         in_flight = await asyncio.wait_for(websocket.receive(), 30)
         assert isinstance(in_flight, FrameOutput) and in_flight.source_frame == 1
         with pytest.raises(ConnectionClosed) as closed:
@@ -38,7 +39,10 @@ async def test_sigterm_drains_sessions_and_exits_0(model_cache: Path) -> None:
 
         while (message := await asyncio.wait_for(peer.receive_message(), 30))["type"] != "closing":
             pass
-        assert message["message"] == "the server is shutting down"
+        assert (message["code"], message["message"]) == (
+            "shutting_down",
+            "the server is shutting down",
+        )
         await peer.close()
 
         exit_code = await asyncio.to_thread(server.process.wait, 30)

@@ -1,7 +1,9 @@
+from collections.abc import Mapping
+
 import pytest
 
 from models.effects import INVERT
-from models.params import ParamSpec
+from models.params import ParamConflict, ParamSpec, ParamValue
 from session.errors import InvalidParams
 from session.params import SessionParams
 
@@ -62,3 +64,17 @@ def test_an_effect_without_prompt_refuses_one() -> None:
     params = SessionParams(INVERT.params)
     with pytest.raises(InvalidParams, match="takes: delay_ms, output_format, output_quality"):
         params.update({"prompt": "a cat"})
+
+
+def at_least_one_step(values: Mapping[str, ParamValue]) -> None:
+    if float(values["strength"]) * int(values["steps"]) < 1:
+        raise ParamConflict("strength", "steps x strength must be at least 1")
+
+
+def test_constraints_see_the_values_after_the_update_and_refuse_it_whole() -> None:
+    params = SessionParams(SPECS, [at_least_one_step])
+    params.update({"steps": 4, "strength": 0.25})  # 1.0: fine together
+    with pytest.raises(InvalidParams, match="steps x strength") as refused:
+        params.update({"steps": 2, "prompt": "a cat"})  # 0.5 with the current strength
+    assert refused.value.field == "strength"
+    assert (params.values["steps"], params.values["prompt"]) == (4, "a fox")

@@ -17,7 +17,7 @@ def make_session() -> Session:
 
 
 def arrive(session: Session, now: float = 0.0) -> Frame:
-    index = session.number_frame()
+    index = session.number_frame(now)
     frame = Frame(np.full((2, 2, 3), index, np.uint8), index, now, {"decode": 1.0})
     session.offer_frame(frame)
     return frame
@@ -114,7 +114,7 @@ def test_every_frame_is_accounted_for() -> None:
 
 def test_params_message_updates_and_answers_all_values() -> None:
     session = make_session()
-    reply = session.receive_text(b'{"type": "params", "delay_ms": 20}')
+    reply = session.receive_text(b'{"type": "params", "delay_ms": 20}', 0.0)
     assert reply == {
         "type": "params",
         "params": {"delay_ms": 20, "output_format": "jpeg", "output_quality": 90},
@@ -138,7 +138,7 @@ def test_bad_control_messages_get_an_error_and_change_nothing(
     text: str, code: str, field: str | None
 ) -> None:
     session = make_session()
-    reply = session.receive_text(text)
+    reply = session.receive_text(text, 0.0)
     assert reply["type"] == "error"
     assert reply["code"] == code
     assert reply.get("field") == field
@@ -148,7 +148,7 @@ def test_bad_control_messages_get_an_error_and_change_nothing(
 
 def test_a_bad_frame_is_reported_with_its_number() -> None:
     session = make_session()
-    index = session.number_frame()
+    index = session.number_frame(0.0)
     reply = session.reject_frame(index, "not a JPEG")
     assert reply == {
         "type": "error",
@@ -216,7 +216,7 @@ def test_closing_idle_closes_at_once() -> None:
 
 def test_replies_are_json_serialisable() -> None:
     session = make_session()
-    orjson.dumps(session.receive_text('{"type": "params"}'))
+    orjson.dumps(session.receive_text('{"type": "params"}', 0.0))
 
 
 def test_an_output_taken_but_never_sent_counts_as_dropped_when_the_transport_ends() -> None:
