@@ -16,20 +16,13 @@ class Frame:
     """One input frame, as the session and worker see it.
 
     `index` is the frame's number in its session (1, 2, 3, ... in arrival order).
+    `pixels` is None for a type-to-image request: an image made from params alone.
     `received_at` is the monotonic time its bytes arrived; `timings_ms` gathers
     the milliseconds of each hop of the data path (decode, queue, model, encode)
     so latency can be read off every output.
     """
 
-    pixels: Pixels
+    pixels: Pixels | None
     index: int
     received_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])

@@ -182,6 +182,8 @@ def describe_model(info: ModelInfo, loaded: bool) -> dict[str, object]:
         "kind": info.kind,
         "width": info.width,
         "height": info.height,
+        "text_to_image": info.text_to_image,
+        "random_weights": info.random_weights,
         "default_params": params.snapshot(),
         "params": {name: spec.describe() for name, spec in params.specs.items()},
         "loaded": loaded,

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         metavar="SECONDS",
         help="when the server is full, let a new session wait in line this long for a slot "
-        "(WebSocket clients get {\"type\": \"queued\", \"position\": N} updates); "
+        '(WebSocket clients get {"type": "queued", "position": N} updates); '
         "default: refuse at once",
     )
     serve.add_argument(

@@ -91,6 +91,7 @@ class LiveSession:
         reply = self.session.receive_text(data, time.perf_counter())
         if reply["type"] == "error":
             self.log.info("%s", reply["message"])
+        self._dispatch()  # a type-to-image request
         return reply
 
     async def next_output(self) -> Output:

@@ -109,6 +109,8 @@ class Session:
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
         self._sending: Output | None = None
+        self._text_only = True
+        """No frame arrived yet: params changes ask for images (if the model makes them)."""
         self._input_open = True
         self.log = SessionLog(logger, session_id)
 
@@ -160,11 +162,13 @@ class Session:
             "width": self.model.width,
             "height": self.model.height,
             "params": self.params.snapshot(),
+            **({"random_weights": True} if self.model.random_weights else {}),
         }
 
     def number_frame(self, now: float) -> int:
         """A binary message arrived: give it the next frame number (1, 2, 3, ...)."""
         self._active_at = now
+        self._text_only = False
         self.stats.frames_received += 1
         return self.stats.frames_received
 
@@ -172,6 +176,7 @@ class Session:
         """`count` frames arrived but a newer one overtook them before decoding
         (WebRTC drains its receive queue to the newest frame): number and drop them."""
         self._active_at = now
+        self._text_only = False
         self.stats.frames_received += count
         self.stats.skipped_by_transport += count
 
@@ -204,12 +209,22 @@ class Session:
         kind = message.pop("type", None)
         try:
             if kind == "params":
+                before = self.params.snapshot()
                 self.params.update(message)
                 self._active_at = now
+                if self._text_only and self.model.text_to_image and self.params.values != before:
+                    self._request_image(now)
                 return {"type": "params", "params": self.params.snapshot()}
             raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
         except StreamError as error:
             return error.to_message()
+
+    def _request_image(self, now: float) -> None:
+        """Type-to-image: a params change of a session that never sent a frame asks for
+        an image from the params alone. It is numbered and queued like a frame, so the
+        newest params win and a replaced request counts as dropped."""
+        self.stats.frames_received += 1
+        self.offer_frame(Frame(None, self.stats.frames_received, now, {"decode": 0.0}))
 
     def stop_input(self, cause: StreamError) -> Message:
         """The session is ending (shutdown, a limit): take no more frames, but finish
