@@ -79,3 +79,5 @@ class ModelEntry:
     info: ModelInfo
     load: Callable[[str], Model]
     """Loads the model onto a device ("cpu", "cuda", "cuda:1"); may take long."""
+    sources: tuple[str, ...] = ()
+    """The hub ids or folders its weights come from (`realtime pull` fetches them)."""

@@ -7,9 +7,12 @@ huggingface_hub are imported by the functions that need them.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,16 +34,35 @@ class ModelLoadError(RuntimeError):
     meant to be shown as is, without the traceback.
     """
 
-    def __init__(self, source: str, reason: str) -> None:
+    def __init__(self, source: str, reason: str, *, model: str | None = None) -> None:
         self.source = source
         self.reason = reason
+        self.model = model or source
+        named = source if model in (None, source) else f"{model} ({source})"
         super().__init__(
-            f"cannot load model {source!r}: {reason.rstrip('.')}. Either download it on a"
-            f" machine with internet access (`hf download {source}`, or"
-            f" `huggingface-cli download {source}` with older huggingface_hub) and copy that"
-            f" Hugging Face cache here, set HF_HOME to a Hugging Face cache that already holds"
-            f" it, or pass a local folder saved with `save_pretrained`."
+            f"cannot load model {named}: {reason.rstrip('.')}. Either run `realtime pull"
+            f" {self.model}` on a machine with internet access and copy its Hugging Face cache"
+            f" (HF_HOME, by default ~/.cache/huggingface) here, set HF_HOME to a Hugging Face"
+            f" cache that already holds it, or pass a local folder saved with `save_pretrained`."
         )
+
+
+@contextmanager
+def load_errors(source: str) -> Iterator[None]:
+    """Turn what says that `source` cannot be found or fetched into ModelLoadError."""
+    from huggingface_hub.errors import HFValidationError
+
+    if is_path(source) and not Path(source).expanduser().exists():
+        # diffusers would take a missing folder for a malformed hub id and say so.
+        raise ModelLoadError(source, "no such folder")
+    try:
+        yield
+    except (OSError, HFValidationError) as exc:
+        # OSError covers what huggingface_hub raises when the weights are not
+        # cached and cannot be fetched: LocalEntryNotFoundError, OfflineModeIsEnabled,
+        # RepositoryNotFoundError and other HTTP errors, and connection errors.
+        text = str(exc).strip()
+        raise ModelLoadError(source, text.splitlines()[0] if text else type(exc).__name__) from exc
 
 
 def resolve_device(device: str) -> str:
@@ -72,34 +94,53 @@ def load_pipeline(
     machine and cannot be fetched raise ModelLoadError; any other failure
     (a broken config, out of memory) propagates unchanged.
     """
-    from huggingface_hub.errors import HFValidationError
-
-    if _looks_like_path(source) and not Path(source).expanduser().is_dir():
-        # diffusers would take a missing folder for a malformed hub id and say so.
-        raise ModelLoadError(source, "no such folder")
     logger.info("loading %s on %s", source, device)
     started = time.perf_counter()
-    try:
-        pipeline = pipeline_class.from_pretrained(
-            str(Path(source).expanduser()) if _looks_like_path(source) else source,
-            dtype=dtype,
-            **options,
-        )
-    except (OSError, HFValidationError) as exc:
-        # OSError covers what huggingface_hub raises when the weights are not
-        # cached and cannot be fetched: LocalEntryNotFoundError, OfflineModeIsEnabled,
-        # RepositoryNotFoundError and other HTTP errors, and connection errors.
-        raise ModelLoadError(source, _first_line(exc)) from exc
+    with load_errors(source):
+        pipeline = pipeline_class.from_pretrained(local_or_hub(source), dtype=dtype, **options)
     pipeline.to(device)
     logger.info("loaded %s on %s in %.1f s", source, device, time.perf_counter() - started)
     return pipeline
 
 
-def _looks_like_path(source: str) -> bool:
-    # A hub id is "name" or "owner/name": never a leading "/", "." or "~", never two slashes.
+def read_model_index(source: str) -> dict[str, Any]:
+    """The model_index.json of the pipeline at `source` (a folder, or a hub id: fetched
+    unless cached); ModelLoadError when it cannot be had."""
+    with load_errors(source):
+        if is_path(source):
+            path = Path(source).expanduser() / "model_index.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source, "model_index.json"))
+        index: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return index
+
+
+def download(source: str) -> None:
+    """Fetch `source` (a hub id) into the Hugging Face cache, with progress bars:
+    a pipeline as `from_pretrained` reads it, anything else (a tiny VAE, a LoRA) whole."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    with load_errors(source):
+        try:
+            hf_hub_download(source, "model_index.json")
+        except EntryNotFoundError:
+            # Not a pipeline: its configs and weights, without other formats' copies.
+            snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt"])
+            return
+        from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+
+        DiffusionPipeline.download(source)
+
+
+def local_or_hub(source: str) -> str:
+    """What from_pretrained takes: a folder path expanded, a hub id as it is."""
+    return str(Path(source).expanduser()) if is_path(source) else source
+
+
+def is_path(source: str) -> bool:
+    """A folder rather than a hub id, which is "name" or "owner/name": never a leading
+    "/", "." or "~", never two slashes."""
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

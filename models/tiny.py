@@ -1,5 +1,6 @@
 """The `tiny` model: real LCM img2img on tiny random weights, built offline on first use.
 
+An instance of the LCM family (`models.lcm`) on the shared per-frame engine.
 It exercises the whole diffusers path (from_pretrained, UNet, AutoencoderTiny,
 CLIP, LCMScheduler) at 256 x 256, fast enough on a laptop CPU to stream, so
 the server, its tests and its demo run on machines that cannot download
@@ -17,12 +18,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from frames.frame import Pixels
-from models.base import ModelInfo, ModelInput
+from models.base import ModelInfo
 from models.params import ParamSpec
 
 logger = logging.getLogger(__name__)
@@ -30,8 +29,9 @@ logger = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTokenizer
 
-    from models.few_step import FewStepImg2Img
+    from models.few_step import FewStepModel
 
 TINY = ModelInfo(
     id="tiny",
@@ -76,6 +76,7 @@ TINY = ModelInfo(
             maximum=20.0,
         ),
     ),
+    text_to_image=True,
 )
 
 _FOLDER_NAME = "tiny-v1"  # Bump the version whenever build_tiny_pipeline builds differently.
@@ -120,23 +121,13 @@ def build_tiny_pipeline(folder: Path) -> None:
         LatentConsistencyModelImg2ImgPipeline,
     )
     from diffusers.schedulers.scheduling_lcm import LCMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel
 
     logger.info("building the tiny model's random weights into %s (once)", folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        tokenizer_folder = building / "tokenizer"
-        tokenizer_folder.mkdir()
-        vocab = _byte_vocab()
-        # vocab.json and merges.txt are what older transformers' CLIPTokenizer reads.
-        (tokenizer_folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-        (tokenizer_folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-        tokenizer = CLIPTokenizer(
-            str(tokenizer_folder / "vocab.json"),
-            str(tokenizer_folder / "merges.txt"),
-            model_max_length=_MAX_TOKENS,
-        )
+        tokenizer = byte_tokenizer(building / "tokenizer")
 
         # Seeded without disturbing the caller's random state.
         with torch.random.fork_rng(devices=[]):
@@ -168,16 +159,12 @@ def build_tiny_pipeline(folder: Path) -> None:
                 latent_channels=4,
             )
             text_encoder = CLIPTextModel(
-                CLIPTextConfig(
-                    vocab_size=len(vocab),
+                byte_text_config(
+                    tokenizer,
                     hidden_size=32,
                     intermediate_size=64,
                     num_hidden_layers=2,
                     num_attention_heads=4,
-                    max_position_embeddings=_MAX_TOKENS,
-                    bos_token_id=vocab[_START],
-                    eos_token_id=vocab[_END],
-                    pad_token_id=vocab[_END],
                 )
             )
             with torch.no_grad():
@@ -206,56 +193,53 @@ def build_tiny_pipeline(folder: Path) -> None:
         shutil.rmtree(building, ignore_errors=True)
 
 
-def load_tiny(device: str, folder: Path | None = None) -> TinyModel:
+def load_tiny(device: str, folder: Path | None = None) -> FewStepModel:
     """Load the tiny model on `device` from `folder` (default: `tiny_weights_folder()`).
 
-    A missing folder is built first. It is then loaded through
-    `models.loading.load_pipeline`, the same `from_pretrained` path a hub id takes.
+    A missing folder is built first. It is then loaded as the LCM family loads
+    a hub id (`models.lcm.load`), in fp32, with the AutoencoderTiny it was built with.
     """
     import torch
-    from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
-        LatentConsistencyModelImg2ImgPipeline,
-    )
 
-    from models.few_step import FewStepImg2Img
-    from models.loading import load_pipeline
+    from models import lcm
 
     if folder is None:
         folder = tiny_weights_folder()
     elif not (folder / "model_index.json").is_file():
         build_tiny_pipeline(folder)
-    pipeline = load_pipeline(
-        LatentConsistencyModelImg2ImgPipeline,
-        str(folder),
-        device=device,
-        dtype=torch.float32,
-        requires_safety_checker=False,
+    return lcm.load(str(folder), device, info=TINY, tiny_vae=None, dtype=torch.float32)
+
+
+def byte_tokenizer(folder: Path) -> CLIPTokenizer:
+    """Write a CLIP tokenizer whose every byte is a token (no merges) to `folder`, and return it.
+
+    It needs no trained vocabulary, so random-weight models can take any prompt;
+    give their text encoders `byte_text_config(tokenizer, ...)`.
+    """
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # vocab.json and merges.txt are what older transformers' CLIPTokenizer reads.
+    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=_MAX_TOKENS
     )
-    return TinyModel(FewStepImg2Img(pipeline))
 
 
-class TinyModel:
-    """The tiny model as the worker sees it (the `models.base.Model` protocol)."""
+def byte_text_config(tokenizer: CLIPTokenizer, **sizes: Any) -> CLIPTextConfig:
+    """A CLIP text encoder's config for `byte_tokenizer`'s vocabulary; `sizes` are its
+    dimensions (hidden_size, num_hidden_layers, projection_dim, ...)."""
+    from transformers import CLIPTextConfig
 
-    info = TINY
-
-    def __init__(self, few_step: FewStepImg2Img) -> None:
-        self.few_step = few_step
-
-    def warmup(self) -> None:
-        """Run one grey frame, so the first session's first frame is not the slow one."""
-        import numpy as np
-
-        pixels = np.full((TINY.height, TINY.width, 3), 128, dtype=np.uint8)
-        self.few_step(pixels, TINY.default_params, {})
-
-    def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
-        """Return one output per input, in order; each input's state is its session's."""
-        outputs = []
-        for item in batch:
-            assert item.pixels is not None, "tiny needs a frame"
-            outputs.append(self.few_step(item.pixels, item.params, item.state))
-        return outputs
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **sizes,
+    )
 
 
 def _byte_vocab() -> dict[str, int]:

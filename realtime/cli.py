@@ -1,15 +1,26 @@
-"""The `realtime` command: `serve` runs the server, `models` lists the registry."""
+"""The `realtime` command: `serve` runs the server, `pull` fetches a model's weights,
+`models` lists the registry."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
+import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from models.registry import DEFAULT_MODEL, REGISTRY
+from models.base import ModelEntry
+from models.loading import ModelLoadError
+from models.registry import (
+    DEFAULT_MODEL,
+    REGISTRY,
+    UnknownModelSpec,
+    resolve_model,
+    weight_sources,
+)
 from realtime.config import ServerConfig
 from realtime.ice import IceServer
 from realtime.logs import LOG_FORMATS, configure_logging
@@ -31,7 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         dest="models",
         metavar="ID",
-        help=f"a model to load and serve; repeatable, the first is the default ({DEFAULT_MODEL})",
+        help="a model to load and serve: a registry id (see `realtime models`), "
+        "lcm-lora:BASE, or a hub id or folder of a supported diffusers pipeline; "
+        f"repeatable, the first is the default ({DEFAULT_MODEL})",
+    )
+    serve.add_argument(
+        "--vae",
+        default="tiny",
+        metavar="tiny|full|SOURCE",
+        help="diffusion models decode with their family's tiny autoencoder (TAESD, the "
+        "default), their own full VAE (slower), or the AutoencoderTiny at SOURCE",
+    )
+    serve.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="diffusion models: their real architecture with random weights, built here "
+        "(nothing downloaded); outputs are noise, for measuring speed",
     )
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     serve.add_argument("--max-sessions", type=_positive_int, default=DEFAULTS.max_sessions)
@@ -127,26 +153,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="text for people, json for log collectors (one object per line)",
     )
 
+    pull = commands.add_parser(
+        "pull", help="download a model's weights into the Hugging Face cache (HF_HOME)"
+    )
+    pull.add_argument("model", metavar="MODEL", help="as --model takes it: sd-turbo, a hub id, ...")
+
     commands.add_parser("models", help="list the models this server can serve")
 
     args = parser.parse_args(argv)
     if args.command == "models":
         return list_models()
+    if args.command == "pull":
+        return pull_model(args.model)
     return serve_forever(args, parser)
 
 
 def list_models() -> int:
     for entry in REGISTRY.values():
         info = entry.info
-        print(f"{info.id:<12} {info.kind:<8} {info.width}x{info.height:<6} {info.description}")
+        source = f" [{', '.join(entry.sources)}]" if entry.sources else ""
+        print(
+            f"{info.id:<12} {info.kind:<8} {info.width}x{info.height:<6} {info.description}{source}"
+        )
     return 0
 
 
+def pull_model(spec: str) -> int:
+    """Download what `--model spec` loads; a hub id that is not a pipeline (a tiny VAE,
+    a LoRA) is downloaded as it is."""
+    from models.loading import download
+
+    try:
+        sources = weight_sources(spec)
+        for source in sources:
+            print(f"pulling {source}", flush=True)
+            download(source)
+        if sources == (spec,):
+            # A pipeline also needs its family's tiny autoencoder; anything else is done.
+            with contextlib.suppress(UnknownModelSpec, ModelLoadError):
+                for source in resolve_model(spec).sources[1:]:
+                    print(f"pulling {source}", flush=True)
+                    download(source)
+    except ModelLoadError as error:
+        print(
+            f"realtime pull: cannot download {error.source}: {error.reason.rstrip('.')}."
+            " Pulling needs the Hugging Face Hub (huggingface.co, or a mirror named by"
+            " HF_ENDPOINT) and HF_HUB_OFFLINE unset; copy the resulting cache (HF_HOME) to"
+            " machines without access.",
+            file=sys.stderr,
+        )
+        return 1
+    if not sources:
+        print(f"{spec} needs no download: it is built on this machine")
+    else:
+        print(f"{spec} is in the Hugging Face cache: `realtime serve --model {spec}`")
+    return 0
+
+
+def _resolve(
+    spec: str, parser: argparse.ArgumentParser, *, random_weights: bool, vae: str
+) -> ModelEntry:
+    try:
+        return resolve_model(spec, random_weights=random_weights, vae=vae)
+    except UnknownModelSpec as error:
+        parser.error(str(error))
+
+
 def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    models = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
-    unknown = [model for model in models if model not in REGISTRY]
-    if unknown:
-        parser.error(f"unknown model {unknown[0]!r}; known models: {', '.join(REGISTRY)}")
+    specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
+    try:
+        entries = [
+            _resolve(spec, parser, random_weights=args.random_weights, vae=args.vae)
+            for spec in specs
+        ]
+    except ModelLoadError as error:
+        print(f"realtime serve: {error}", file=sys.stderr)
+        return 1
+    registry = {**REGISTRY, **{entry.info.id: entry for entry in entries}}
+    models = tuple(entry.info.id for entry in entries)
     config = ServerConfig(
         models=models,
         device=args.device,
@@ -184,7 +268,7 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         failed = True
         server.should_exit = True
 
-    app = create_app(config, on_load_failed=stop_on_load_failure)
+    app = create_app(config, registry=registry, on_load_failed=stop_on_load_failure)
 
     class DrainingServer(uvicorn.Server):
         """uvicorn would close every WebSocket at once with 1012: first close the

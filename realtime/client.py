@@ -101,12 +101,22 @@ class StreamClient:
         token: str | None = None,
         max_size: int | None = 2**26,
         on_queued: Callable[[int], object] | None = None,
+        text_input: bool = False,
     ) -> StreamClient:
         """Open a session; returns once the server sent `ready`, or raises ServerError.
         A server with API keys wants `api_key` (sent as a Bearer header) or a `token`.
         A full server with a waiting line sends the position in it (1 is next) to
-        `on_queued` until a slot frees."""
-        fields = {name: value for name, value in (("model", model), ("token", token)) if value}
+        `on_queued` until a slot frees. `text_input`: type-to-image, an image for
+        each params change (and one at `ready`) and no frames to send."""
+        fields = {
+            name: value
+            for name, value in (
+                ("model", model),
+                ("token", token),
+                ("input", "text" if text_input else None),
+            )
+            if value
+        }
         query = f"?{urlencode(fields)}" if fields else ""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         connection = await connect(

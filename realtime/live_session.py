@@ -33,9 +33,13 @@ from session.worker import JobResult
 class LiveSession:
     """Create with the lease ServerState.admit gave; `close` once when the transport ends."""
 
-    def __init__(self, lease: Lease, limits: SessionLimits) -> None:
+    def __init__(self, lease: Lease, limits: SessionLimits, *, text_input: bool = False) -> None:
         self.session = Session(
-            uuid.uuid4().hex[:12], lease.worker.entry.info, limits, time.perf_counter()
+            uuid.uuid4().hex[:12],
+            lease.worker.entry.info,
+            limits,
+            time.perf_counter(),
+            text_input=text_input,
         )
         self.session.pin()
         self.lease = lease
@@ -54,7 +58,9 @@ class LiveSession:
     async def start(self, model_ready: asyncio.Event) -> Message:
         """Wait until the pinned model is warm; returns the `ready` message."""
         await model_ready.wait()
-        return self.session.model_ready()
+        ready = self.session.model_ready(time.perf_counter())
+        self._dispatch()  # a type-to-image session's first image
+        return ready
 
     async def receive_frame(self, data: bytes) -> Message | None:
         """An encoded image arrived. Returns an error message to send when it is bad."""

@@ -13,7 +13,7 @@ from models.base import ModelEntry
 from realtime.auth import Access, Identity
 from realtime.config import ServerConfig
 from realtime.metrics import Metrics, SessionMeter
-from session.errors import KeyLimit, ServerFull, ShuttingDown, StreamError
+from session.errors import KeyLimit, NeedsFrames, ServerFull, ShuttingDown, StreamError
 from session.pool import WorkerPool
 from session.worker import ModelWorker
 
@@ -88,6 +88,8 @@ class ServerState:
         transport: str,
         credential: str | None,
         on_queued: Callable[[int], Awaitable[None]] | None = None,
+        *,
+        text_input: bool = False,
     ) -> Lease:
         """A slot for a new session, or raise: unauthorized, shutting down, key limit,
         unknown model, full.
@@ -98,6 +100,8 @@ class ServerState:
         ServerFull is raised when no slot came within the timeout."""
         timeout = self.config.queue_timeout_s
         identity = self.authorize(credential, model_id)
+        if text_input:
+            self._counting_refusals(self._check_text_input, model_id)
         if timeout is None or (self.pool.has_room and not self.waiting):
             return self._counting_refusals(self._take_slot, identity, model_id, transport)
         ticket = object()
@@ -144,6 +148,15 @@ class ServerState:
                 "close one or try again later"
             )
         self.pool.check_model(model_id)
+
+    def _check_text_input(self, model_id: str) -> None:
+        self.pool.check_model(model_id)
+        if not self.registry[model_id].info.text_to_image:
+            raise NeedsFrames(
+                f"model {model_id!r} makes images from frames only: send frames, or pick a"
+                " model that makes them from text",
+                field="input",
+            )
 
     def _take_slot(self, identity: Identity, model_id: str, transport: str) -> Lease:
         self._check(identity, model_id)

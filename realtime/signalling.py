@@ -136,9 +136,11 @@ async def _open_session(
     credential: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
+    # A peer that only receives video types its prompts: type-to-image.
+    text_input = only_receives_video(offer_sdp)
     # The HTTP request itself waits in line when the server is full: no position updates.
-    lease = await server.admit(model, "webrtc", credential)
-    live = LiveSession(lease, server.config.limits)
+    lease = await server.admit(model, "webrtc", credential, text_input=text_input)
+    live = LiveSession(lease, server.config.limits, text_input=text_input)
     peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
     server.peers[peer.id] = peer
     try:
@@ -149,6 +151,19 @@ async def _open_session(
         raise
     live.log.info("webrtc session for model %r", model)
     return peer
+
+
+def only_receives_video(sdp: str) -> bool:
+    """Whether the offer has video m-lines and every one is recvonly or inactive: a
+    peer that watches generated video without sending a camera."""
+    directions = []
+    for section in sdp.split("\nm=")[1:]:
+        if section.startswith("video"):
+            found = [
+                d for d in ("sendrecv", "sendonly", "recvonly", "inactive") if f"a={d}" in section
+            ]
+            directions.append(found[0] if found else "sendrecv")  # the SDP default
+    return bool(directions) and all(d in ("recvonly", "inactive") for d in directions)
 
 
 def _forget(server: ServerState) -> Any:

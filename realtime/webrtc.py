@@ -14,6 +14,7 @@ is on the video track) and `error`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -39,6 +40,8 @@ from session.session import Message
 CONTROL_CHANNEL = "control"
 CONNECT_TIMEOUT_S = 30.0
 """A peer that has not connected by then is given up, and its session slot freed."""
+REPEAT_AFTER_S = 0.5
+"""An output track with nothing newer to show repeats its last frame this often."""
 CONTROL_HIGH_WATER = 256 * 1024
 """Frame metadata is skipped while the control channel has this much unsent."""
 
@@ -63,10 +66,16 @@ class LatestOutput:
             self.closed = True
             self._changed.notify_all()
 
-    async def newer_than(self, version: int) -> tuple[Pixels, int]:
-        """Wait for an output newer than `version`; raises MediaStreamError once closed."""
+    async def newer_than(self, version: int, timeout: float) -> tuple[Pixels, int]:
+        """Wait for an output newer than `version`, or `timeout` seconds for any output;
+        raises MediaStreamError once closed."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self.closed or self.version > version)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.closed or self.version > version),
+                    timeout,
+                )
+            await self._changed.wait_for(lambda: self.closed or self.pixels is not None)
             if self.closed or self.pixels is None:
                 raise MediaStreamError
             return self.pixels, self.version
@@ -76,8 +85,11 @@ class OutputTrack(MediaStreamTrack):
     """A session's generated video, paced by the encoder that pulls it.
 
     recv() only waits for a newer output; an encoder slower than the model skips
-    the outputs it had no time for (`skipped`). Each track makes its own frame
-    object: senders encode in a thread that reads the frame's pts.
+    the outputs it had no time for (`skipped`). With no newer output within
+    REPEAT_AFTER_S it sends the last one again: a receiver's jitter buffer
+    releases a frame only once the next one arrives, so a single image (type to
+    image, a paused camera) would otherwise never show. Each track makes its
+    own frame object: senders encode in a thread that reads the frame's pts.
     """
 
     kind = "video"
@@ -87,17 +99,21 @@ class OutputTrack(MediaStreamTrack):
         self.outputs = outputs
         self.shown = 0
         self.skipped = 0
+        self.repeated = 0
         self._version = 0
         self._started_at: float | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        pixels, version = await self.outputs.newer_than(self._version)
-        if self._version:
-            self.skipped += version - self._version - 1
-        self._version = version
-        self.shown += 1
+        pixels, version = await self.outputs.newer_than(self._version, REPEAT_AFTER_S)
+        if version == self._version:
+            self.repeated += 1
+        else:
+            if self._version:
+                self.skipped += version - self._version - 1
+            self._version = version
+            self.shown += 1
         now = time.perf_counter()
         if self._started_at is None:
             self._started_at = now

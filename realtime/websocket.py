@@ -58,8 +58,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     async def report_position(position: int) -> None:
         await _send_message(websocket, {"type": "queued", "position": position})
 
+    # ?input=text: type-to-image, the client sends params and no frames.
+    text_input = websocket.query_params.get("input") == "text"
     try:
-        lease = await server.admit(model_id, "websocket", credential, report_position)
+        lease = await server.admit(
+            model_id, "websocket", credential, report_position, text_input=text_input
+        )
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
         await _send_message(websocket, error.to_message())
@@ -67,7 +71,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
             CLOSE_CODES.get(type(error), CLOSE_POLICY_VIOLATION), reason=error.code
         )
         return
-    live = LiveSession(lease, server.config.limits)
+    live = LiveSession(lease, server.config.limits, text_input=text_input)
     stream = WebSocketStream(websocket, live)
     server.streams.add(stream)
     try:

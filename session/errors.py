@@ -10,6 +10,8 @@
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
     ├── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
+    ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
+                                         (close 1008, HTTP 400)
     ├── RateLimited     rate_limited     too many control messages per second: this one is refused
     ├── IdleTimeout     idle_timeout     no frame and no params for too long (`closing`, then 1000)
     └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
@@ -71,6 +73,10 @@ class KeyLimit(StreamError):
 
 class BadOffer(StreamError):
     code = "bad_offer"
+
+
+class NeedsFrames(StreamError):
+    code = "needs_frames"
 
 
 class RateLimited(StreamError):

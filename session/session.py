@@ -95,7 +95,13 @@ class Session:
         model: ModelInfo,
         limits: SessionLimits = SessionLimits(),  # noqa: B008 (frozen: safely shared)
         started_at: float = 0.0,
+        *,
+        text_input: bool = False,
     ) -> None:
+        """`text_input`: the client makes images from params alone (type-to-image), so
+        each params change, and `ready`, asks the model for one; a model whose
+        `info.text_to_image` is False cannot take such a session."""
+        assert not text_input or model.text_to_image, f"{model.id} needs frames"
         self.id = session_id
         self.model = model
         self.params = SessionParams(model.params, model.constraints)
@@ -109,8 +115,8 @@ class Session:
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
         self._sending: Output | None = None
-        self._text_only = True
-        """No frame arrived yet: params changes ask for images (if the model makes them)."""
+        self._text_only = text_input
+        """Type-to-image: the client said it sends text (params), and no frame came yet."""
         self._input_open = True
         self.log = SessionLog(logger, session_id)
 
@@ -151,10 +157,13 @@ class Session:
         assert self._state is SessionState.CONNECTING, self._state
         self.state = SessionState.WARMING
 
-    def model_ready(self) -> Message:
-        """The worker's model is warm: start streaming. Returns the `ready` message."""
+    def model_ready(self, now: float = 0.0) -> Message:
+        """The worker's model is warm: start streaming. Returns the `ready` message.
+        A type-to-image session asks for its first image, from its params so far."""
         assert self._state is SessionState.WARMING, self._state
         self.state = SessionState.STREAMING
+        if self._text_only and self._inbox.peek() is None:
+            self._request_image(now)
         return {
             "type": "ready",
             "session_id": self.id,
@@ -212,7 +221,7 @@ class Session:
                 before = self.params.snapshot()
                 self.params.update(message)
                 self._active_at = now
-                if self._text_only and self.model.text_to_image and self.params.values != before:
+                if self._text_only and self.params.values != before:
                     self._request_image(now)
                 return {"type": "params", "params": self.params.snapshot()}
             raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
@@ -220,9 +229,9 @@ class Session:
             return error.to_message()
 
     def _request_image(self, now: float) -> None:
-        """Type-to-image: a params change of a session that never sent a frame asks for
-        an image from the params alone. It is numbered and queued like a frame, so the
-        newest params win and a replaced request counts as dropped."""
+        """Type-to-image: ask for an image from the params alone. It is numbered and
+        queued like a frame, so the newest params win and a replaced request counts
+        as dropped; a frame, once one comes, replaces it too."""
         self.stats.frames_received += 1
         self.offer_frame(Frame(None, self.stats.frames_received, now, {"decode": 0.0}))
 

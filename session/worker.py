@@ -54,6 +54,10 @@ from session.session import Job
 
 logger = logging.getLogger("session.worker")
 
+_LOADING = threading.Lock()
+"""One model loads at a time: the libraries' lazy imports (transformers') are not
+thread-safe, and models loading side by side only compete for the same disk."""
+
 MODEL_ERROR = "model_error"
 OUT_OF_MEMORY = "out_of_memory"
 MODEL_RESTARTED = "model_restarted"
@@ -226,7 +230,8 @@ class ModelWorker:
     def _load_and_warm(self) -> Model:
         started = time.perf_counter()
         logger.info("%s: loading model %r on %s", self.name, self.model_id, self.device)
-        model = self.entry.load(self.device)
+        with _LOADING:
+            model = self.entry.load(self.device)
         loaded = time.perf_counter()
         logger.info("%s: loaded in %.1f s, warming up", self.name, loaded - started)
         model.warmup()

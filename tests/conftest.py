@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import browser
 import pytest
@@ -15,6 +16,9 @@ from support import ServerProcess, running_server
 
 from realtime.ice import restrict_host_candidates
 
+if TYPE_CHECKING:
+    from family_builders import FamilyFolders
+
 # Test peers, like the test servers, offer WebRTC candidates on loopback only.
 restrict_host_candidates(["127.0.0.1"])
 
@@ -23,6 +27,14 @@ restrict_host_candidates(["127.0.0.1"])
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One REALTIME_CACHE for the run, so the tiny model's weights are built once."""
     return tmp_path_factory.mktemp("realtime-cache")
+
+
+@pytest.fixture(scope="session")
+def family_folders(tmp_path_factory: pytest.TempPathFactory) -> FamilyFolders:
+    """Each diffusion family's tiny random pipeline, saved as on the hub, built once per run."""
+    from family_builders import build_family_folders  # torch, diffusers, peft: only when used
+
+    return build_family_folders(tmp_path_factory.mktemp("families"))
 
 
 @pytest.fixture(scope="session")

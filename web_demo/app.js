@@ -15,6 +15,7 @@ const token = query.get("token") ?? undefined;
 const state = {
   transport: TRANSPORTS[query.get("transport")] ? query.get("transport") : "webrtc",
   model: null,
+  textOnly: query.get("mode") === "text",
   params: {},
   source: null,
   connection: null,
@@ -41,6 +42,7 @@ async function main() {
   const served = models.filter((model) => model.loaded);
   state.model = served.find((model) => model.id === query.get("model")) ?? served[0];
   fillModelPicker(models);
+  setUpTextOnlyToggle();
   for (const radio of document.querySelectorAll("input[name=transport]")) {
     radio.checked = radio.value === state.transport;
     radio.addEventListener("change", () => switchTo({ transport: radio.value }));
@@ -79,7 +81,7 @@ async function streamForever() {
 
 async function connect(onClose) {
   const connectTo = TRANSPORTS[state.transport];
-  const wantsCamera = state.model.kind !== "txt2img";
+  const wantsCamera = state.model.kind !== "txt2img" && !textOnly();
   showOutput(state.transport);
   state.connection = await connectTo({
     model: state.model.id,
@@ -97,7 +99,8 @@ function onMessage(message) {
       stats.connected = true;
       stats.params = message.params;
       setStatus(`live · ${message.model} · ${state.transport}`, "live");
-      setNote("");
+      setNote(textOnly() ? "Type a prompt: each change makes a new image." : "");
+      if (message.random_weights) setNote("Random weights: outputs are noise (for speed measurements).");
       break;
     case "params":
       stats.params = message.params;
@@ -199,6 +202,7 @@ function fillModelPicker(models) {
     state.model = models.find((model) => model.id === picker.value);
     state.params = {};
     buildControls();
+    setUpTextOnlyToggle();
     switchTo({ model: state.model.id });
   });
 }
@@ -251,13 +255,31 @@ function control(name, spec) {
   return label;
 }
 
-// Switching transport or model: close, and the loop reconnects at once.
+// Type to image: a model that makes images from text alone can run without the camera.
+
+function textOnly() {
+  return state.textOnly && state.model.text_to_image;
+}
+
+function setUpTextOnlyToggle() {
+  const checkbox = $("text-only");
+  $("text-only-toggle").hidden = !state.model.text_to_image;
+  checkbox.checked = state.textOnly;
+  checkbox.onchange = () => {
+    state.textOnly = checkbox.checked;
+    switchTo({});
+  };
+}
+
+// Switching transport, model or mode: close, and the loop reconnects at once.
 
 function switchTo(changes) {
   if (changes.transport) state.transport = stats.transport = changes.transport;
   const url = new URL(location.href);
   url.searchParams.set("transport", state.transport);
   url.searchParams.set("model", state.model.id);
+  if (textOnly()) url.searchParams.set("mode", "text");
+  else url.searchParams.delete("mode");
   history.replaceState(null, "", url);
   state.switching = true;
   state.connection?.close();

@@ -15,7 +15,8 @@ const JPEG_QUALITY = 0.8;
 
 export async function connectWebSocket({ model, params, source, output, handlers, token }) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const query = new URLSearchParams({ model, ...(token ? { token } : {}) });
+  // No source: type to image, an image for each params change.
+  const query = new URLSearchParams({ model, ...(token ? { token } : {}), ...(source ? {} : { input: "text" }) });
   const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?${query}`);
   socket.binaryType = "blob";
   const sendTimes = new Map();

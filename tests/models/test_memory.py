@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from models.few_step import FewStepModel
 from models.memory import is_out_of_memory, recover, recover_from_oom
-from models.tiny import TinyModel
 
 OOM = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
@@ -55,7 +55,7 @@ def test_a_models_own_recover_decides_and_the_default_applies_without_one(
 
 
 def test_the_tiny_diffusers_model_recovers_from_out_of_memory(emptied: list[bool]) -> None:
-    tiny = TinyModel.__new__(TinyModel)  # recovering needs no weights
+    tiny = FewStepModel.__new__(FewStepModel)  # recovering needs no weights
     assert recover(tiny, OOM)  # the default recovery serves diffusers models
     assert not recover(tiny, RuntimeError("shape mismatch"))
     assert emptied == [True]

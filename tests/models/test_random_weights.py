@@ -13,12 +13,6 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 from models.random_weights import RANDOM_FAMILIES, build_random_pipeline
 
-# diffusers' EulerAncestralDiscreteScheduler (SDXL-Turbo's) converts a tensor with
-# np.array, which numpy 2 flags; it is diffusers' code and harmless.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
-)
-
 M = 1_000_000
 SD21_UNET = 865.9 * M
 SD15_UNET = 859.5 * M

@@ -15,20 +15,14 @@ from PIL import Image
 
 from frames.frame import Pixels
 from models.base import Model, ModelInput
+from models.few_step import FewStepModel
 from models.loading import ModelLoadError, load_pipeline, resolve_device
 from models.params import ParamValue
-from models.tiny import TINY, TinyModel, build_tiny_pipeline, load_tiny, tiny_weights_folder
+from models.tiny import TINY, build_tiny_pipeline, load_tiny
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(model_cache: Path) -> Path:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REALTIME_CACHE", str(model_cache))
-        return tiny_weights_folder()
-
-
-@pytest.fixture(scope="module")
-def model(tiny_folder: Path) -> TinyModel:
+def model(tiny_folder: Path) -> FewStepModel:
     return load_tiny("cpu", tiny_folder)
 
 
@@ -60,7 +54,7 @@ def params(**changes: ParamValue) -> dict[str, ParamValue]:
 
 
 def run(
-    model: TinyModel, pixels: Pixels, state: dict[str, Any] | None = None, **changes: ParamValue
+    model: FewStepModel, pixels: Pixels, state: dict[str, Any] | None = None, **changes: ParamValue
 ) -> Pixels:
     [output] = model.run([ModelInput(pixels, params(**changes), {} if state is None else state)])
     return output
@@ -120,7 +114,7 @@ def test_info_declares_the_params() -> None:
     }
 
 
-def test_output_is_an_image_of_the_input_size(model: TinyModel, image: Pixels) -> None:
+def test_output_is_an_image_of_the_input_size(model: FewStepModel, image: Pixels) -> None:
     model.warmup()
     output = run(model, image)
     assert output.shape == (256, 256, 3)
@@ -128,14 +122,15 @@ def test_output_is_an_image_of_the_input_size(model: TinyModel, image: Pixels) -
     assert output.std() > 20, "a visible pattern, not a flat grey"
 
 
-def test_batch_outputs_follow_inputs(model: TinyModel, image: Pixels) -> None:
+def test_batch_outputs_follow_inputs(model: FewStepModel, image: Pixels) -> None:
     flipped = np.ascontiguousarray(image[::-1])
     outputs = model.run([ModelInput(image, params()), ModelInput(flipped, params())])
-    np.testing.assert_array_equal(outputs[0], run(model, image))
-    np.testing.assert_array_equal(outputs[1], run(model, flipped))
+    # Both go through each UNet call together: float rounding may move a level by one.
+    for output, alone in zip(outputs, (run(model, image), run(model, flipped)), strict=True):
+        assert np.abs(output.astype(np.int16) - alone).max() <= 1
 
 
-def test_same_input_and_params_give_the_same_output(model: TinyModel, image: Pixels) -> None:
+def test_same_input_and_params_give_the_same_output(model: FewStepModel, image: Pixels) -> None:
     state: dict[str, Any] = {}
     first = run(model, image, state, steps=4)
     np.testing.assert_array_equal(run(model, image, state, steps=4), first)
@@ -154,24 +149,24 @@ def test_same_input_and_params_give_the_same_output(model: TinyModel, image: Pix
     ids=lambda change: next(iter(change)),
 )
 def test_each_param_changes_the_output(
-    model: TinyModel, image: Pixels, change: dict[str, ParamValue]
+    model: FewStepModel, image: Pixels, change: dict[str, ParamValue]
 ) -> None:
     assert mean_difference(run(model, image, **change), run(model, image)) > 4
 
 
-def test_prompt_is_encoded_once_per_change(model: TinyModel, image: Pixels) -> None:
+def test_prompt_is_encoded_once_per_change(model: FewStepModel, image: Pixels) -> None:
     state: dict[str, Any] = {}
     run(model, image, state)
-    embeds = state["prompt_embeds"][1]
+    conditioning = state["prompt"][1]
     run(model, image, state, seed=3)
-    assert state["prompt_embeds"][1] is embeds
+    assert state["prompt"][1] is conditioning
     run(model, image, state, prompt="a forest")
-    assert state["prompt_embeds"][1] is not embeds
+    assert state["prompt"][1] is not conditioning
 
 
 @pytest.mark.parametrize(("strength", "steps"), [(0.0, 2), (0.01, 1), (0.1, 8)])
 def test_strengths_too_low_for_the_steps_still_run(
-    model: TinyModel, image: Pixels, strength: float, steps: int
+    model: FewStepModel, image: Pixels, strength: float, steps: int
 ) -> None:
     # diffusers' pipeline raises ValueError here; a session must keep streaming.
     output = run(model, image, strength=strength, steps=steps)
@@ -183,7 +178,7 @@ def test_strengths_too_low_for_the_steps_still_run(
     [(0.5, 2, 1.0, 0), (0.8, 4, 3.5, 7), (1.0, 1, 8.0, 2**32 - 1)],
 )
 def test_fast_path_matches_the_diffusers_pipeline(
-    model: TinyModel,
+    model: FewStepModel,
     pipeline: LatentConsistencyModelImg2ImgPipeline,
     image: Pixels,
     strength: float,
@@ -208,7 +203,7 @@ def test_fast_path_matches_the_diffusers_pipeline(
         "guidance_scale": guidance_scale,
         "seed": seed,
     }
-    decoded = model.few_step.generate(image, params(**changes), {})
+    [decoded] = model.generate([ModelInput(image, params(**changes))])
     actual = (decoded[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
     pixels = run(model, image, **changes)
@@ -246,6 +241,6 @@ def test_uncached_hub_id_offline_raises_model_load_error(
             dtype=torch.float32,
         )
     message = str(raised.value)
-    assert "'realtime-tests/no-such-model'" in message
-    assert "hf download realtime-tests/no-such-model" in message
+    assert message.startswith("cannot load model realtime-tests/no-such-model: ")
+    assert "realtime pull realtime-tests/no-such-model" in message
     assert "HF_HOME" in message

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
-def realtime(*args: str) -> subprocess.CompletedProcess[str]:
+def realtime(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "realtime", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "realtime", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 
@@ -26,10 +32,56 @@ def test_serve_refuses_an_unknown_model_before_starting() -> None:
     refused = realtime("serve", "--model", "no-such-model")
     assert refused.returncode == 2
     assert "unknown model 'no-such-model'" in refused.stderr
-    assert "known models: tiny, invert" in refused.stderr
+    assert "known models: tiny, invert, sd-turbo, sdxl-turbo, lcm, lcm-lora" in refused.stderr
 
 
 def test_serve_refuses_a_bad_number() -> None:
     refused = realtime("serve", "--max-sessions", "0")
     assert refused.returncode == 2
     assert "--max-sessions: must be at least 1, got 0" in refused.stderr
+
+
+def offline(tmp_path: Path) -> dict[str, str]:
+    """An empty Hugging Face cache and no network lookups: a machine without the weights."""
+    return {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+
+
+def test_serve_without_the_weights_exits_at_once_naming_the_model_and_what_to_do(
+    tmp_path: Path,
+) -> None:
+    refused = realtime("serve", "--model", "sd-turbo", env=offline(tmp_path))
+    assert refused.returncode == 1
+    message = refused.stderr.strip()
+    assert message.startswith("realtime serve: cannot load model sd-turbo (stabilityai/sd-turbo)")
+    assert "realtime pull sd-turbo" in message and "HF_HOME" in message
+    assert "Traceback" not in refused.stderr
+
+
+def test_serve_names_a_missing_folder(tmp_path: Path) -> None:
+    refused = realtime("serve", "--model", str(tmp_path / "nowhere"), env=offline(tmp_path))
+    assert refused.returncode == 1
+    assert "no such folder" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_serve_refuses_a_folder_of_an_unsupported_pipeline(tmp_path: Path) -> None:
+    folder = tmp_path / "kandinsky"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "KandinskyPipeline"}')
+    refused = realtime("serve", "--model", str(folder), env=offline(tmp_path))
+    assert refused.returncode == 2
+    assert "no model family runs pipeline class 'KandinskyPipeline'" in refused.stderr
+    assert "StableDiffusionXLPipeline" in refused.stderr
+
+
+def test_pull_offline_says_what_it_needs(tmp_path: Path) -> None:
+    refused = realtime("pull", "sd-turbo", env=offline(tmp_path))
+    assert refused.returncode == 1
+    assert "pulling stabilityai/sd-turbo" in refused.stdout
+    assert "cannot download stabilityai/sd-turbo" in refused.stderr
+    assert "HF_HUB_OFFLINE unset" in refused.stderr
+
+
+def test_pull_of_a_model_built_here_downloads_nothing() -> None:
+    pulled = realtime("pull", "tiny")
+    assert pulled.returncode == 0
+    assert "needs no download" in pulled.stdout

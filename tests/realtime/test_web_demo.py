@@ -64,6 +64,22 @@ async def test_a_prompt_typed_in_the_page_reaches_the_server(
 
 
 @pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_type_to_image_in_the_page_sends_no_frames(
+    browser_page: Page, server: ServerProcess, transport: str
+) -> None:
+    await browser_page.goto(f"{server.http_url}/?transport={transport}&model=tiny&mode=text")
+    await wait_for_frames(browser_page, 0)  # the image for the default prompt
+    assert await browser_page.is_checked("#text-only")
+    received = int((await stats(browser_page))["framesReceived"])  # type: ignore[call-overload]
+    await browser_page.fill("input[name=prompt]", "a lighthouse in a storm")
+    await browser_page.wait_for_function(
+        "window.demoStats.params.prompt === 'a lighthouse in a storm'", timeout=TIMEOUT_MS
+    )
+    await wait_for_frames(browser_page, received)
+    assert (await stats(browser_page))["framesSent"] == 0
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
 async def test_the_page_reconnects_after_a_server_restart(
     browser_page: Page, model_cache: object, transport: str
 ) -> None:

@@ -57,6 +57,10 @@ async def test_output_tracks_show_the_newest_output_and_count_what_they_skip() -
     waiting = asyncio.create_task(fast.recv())  # nothing newer yet: it waits
     await asyncio.sleep(0.01)
     assert not waiting.done()
+    repeat = await asyncio.wait_for(waiting, 5)  # ... then shows the last one again
+    assert repeat.to_ndarray(format="rgb24")[0, 0, 0] == 4
+    assert (fast.shown, fast.skipped, fast.repeated) == (2, 2, 1)
+    waiting = asyncio.create_task(fast.recv())
     await outputs.close()
     with pytest.raises(MediaStreamError):
         await waiting

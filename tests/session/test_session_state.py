@@ -237,22 +237,25 @@ def test_an_output_taken_but_never_sent_counts_as_dropped_when_the_transport_end
     assert session.stats.frames_received == session.stats.frames_sent + session.dropped_frames
 
 
-def test_a_session_without_frames_asks_for_an_image_on_each_params_change() -> None:
+def test_a_type_to_image_session_asks_for_an_image_at_ready_and_on_each_change() -> None:
     text_model = dataclasses.replace(INVERT, text_to_image=True)
-    session = Session("s1", text_model)
+    session = Session("s1", text_model, text_input=True)
     session.pin()
-    session.model_ready()
+    session.model_ready(0.5)
+    first = session.next_job()
+    assert first is not None and (first.frame.pixels, first.frame.index) == (None, 1)
+    session.fail_job("boom")
     session.receive_text(b'{"type": "params"}', 1.0)  # a read: nothing changes
     assert session.next_job() is None
     session.receive_text(b'{"type": "params", "delay_ms": 5}', 2.0)
     session.receive_text(b'{"type": "params", "delay_ms": 6}', 3.0)  # replaces it
     job = session.next_job()
     assert job is not None
-    assert (job.frame.pixels, job.frame.index, job.params["delay_ms"]) == (None, 2, 6)
+    assert (job.frame.pixels, job.frame.index, job.params["delay_ms"]) == (None, 3, 6)
     assert session.dropped_frames == 1
     session.finish_job(np.zeros((2, 2, 3), np.uint8), started_at=3.0, model_ms=1.0)
     output = session.next_output()
-    assert output is not None and session.output_message(output)["source_frame"] == 2
+    assert output is not None and session.output_message(output)["source_frame"] == 3
 
     arrive(session, 4.0)  # from the first frame on, params only change params
     session.receive_text(b'{"type": "params", "delay_ms": 7}', 5.0)
@@ -260,7 +263,7 @@ def test_a_session_without_frames_asks_for_an_image_on_each_params_change() -> N
     assert job is not None and job.frame.pixels is not None
 
 
-def test_a_model_that_needs_frames_makes_nothing_from_params() -> None:
+def test_a_session_that_sends_frames_makes_nothing_from_params() -> None:
     session = make_session()
     session.receive_text(b'{"type": "params", "delay_ms": 5}', 1.0)
     assert session.next_job() is None

@@ -1,0 +1,114 @@
+"""What the diffusion families share: loading their pipeline, and their params.
+
+Loading is one path for a hub id and a local folder (`models.loading`), with
+AutoencoderTiny swapped in for the full VAE, fp16 on CUDA and fp32 elsewhere.
+Importing this module is cheap and torch-free, as the families' modules are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from models.loading import load_errors, load_pipeline, local_or_hub, resolve_device
+from models.params import Constraint, ParamConflict, ParamSpec, ParamValue
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+
+    from models.loading import PipelineT
+
+TAESD = "madebyollin/taesd"
+"""The tiny autoencoder of SD 1.x/2.x latents (sd-turbo, LCM, LCM-LoRA)."""
+TAESDXL = "madebyollin/taesdxl"
+"""The tiny autoencoder of SDXL latents (sdxl-turbo)."""
+
+
+def load_family_pipeline(
+    pipeline_class: type[PipelineT],
+    source: str,
+    device: str,
+    *,
+    tiny_vae: str | None,
+    dtype: torch.dtype | None,
+    **options: Any,
+) -> PipelineT:
+    """Load `pipeline_class` from `source` (a hub id or a folder) onto `device`.
+
+    `tiny_vae` (a hub id or a folder) is an AutoencoderTiny loaded in place of
+    the source's VAE, which is then neither fetched nor loaded; None keeps the
+    source's own. `dtype` None picks float16 on CUDA, float32 elsewhere. What
+    cannot be found or fetched raises ModelLoadError naming it; `options` go to
+    from_pretrained.
+    """
+    import torch
+
+    device = resolve_device(device)
+    if dtype is None:
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    if tiny_vae is not None:
+        options["vae"] = load_tiny_vae(tiny_vae, dtype)
+    return load_pipeline(pipeline_class, source, device=device, dtype=dtype, **options)
+
+
+def load_tiny_vae(source: str, dtype: torch.dtype) -> AutoencoderTiny:
+    """Load the AutoencoderTiny at `source` (a hub id or a folder), on the CPU."""
+    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+
+    with load_errors(source):
+        vae: AutoencoderTiny = AutoencoderTiny.from_pretrained(local_or_hub(source), dtype=dtype)
+    return vae
+
+
+# The params the few-step families share.
+
+PROMPT = ParamSpec(
+    "prompt",
+    str,
+    "a watercolor painting of a quiet harbour at sunset",
+    "What to paint.",
+    max_length=500,
+)
+STRENGTH = ParamSpec(
+    "strength",
+    float,
+    0.5,
+    "How far to move from the input frame: 0 keeps it, 1 ignores it.",
+    minimum=0.0,
+    maximum=1.0,
+)
+SEED = ParamSpec(
+    "seed",
+    int,
+    0,
+    "Seed of the noise; fixed, a still input gives a still output.",
+    minimum=0,
+    maximum=2**32 - 1,
+)
+
+
+def steps_param(*, maximum: int, default: int, img2img_runs_a_share: bool) -> ParamSpec:
+    """The number of denoising steps; with `img2img_runs_a_share`, an input frame
+    runs int(steps x strength) of them, as diffusers' img2img pipelines do."""
+    description = "Denoising steps per frame."
+    if img2img_runs_a_share:
+        description = (
+            "Denoising steps of the schedule; an input frame runs steps x strength of them."
+        )
+    return ParamSpec("steps", int, default, description, minimum=1, maximum=maximum)
+
+
+def steps_times_strength(family: str) -> Constraint:
+    """A constraint for the "img2img" timestep policy: at least one step must run."""
+
+    def check(params: Mapping[str, ParamValue]) -> None:
+        steps, strength = int(params["steps"]), float(params["strength"])
+        if int(steps * strength) < 1:  # as the img2img pipelines count their steps
+            raise ParamConflict(
+                "strength",
+                f"strength {strength:g} x steps {steps} = {steps * strength:g} runs no"
+                f" denoising step; {family} needs steps x strength >= 1",
+            )
+
+    return check
