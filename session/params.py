@@ -8,7 +8,7 @@ from frames.codecs import IMAGE_FORMATS
 from models.params import Constraint, ParamConflict, ParamSpec, ParamValue
 from session.errors import InvalidParams
 
-OUTPUT_PARAMS = (
+SESSION_PARAMS = (
     ParamSpec(
         "output_format",
         str,
@@ -24,19 +24,28 @@ OUTPUT_PARAMS = (
         minimum=1,
         maximum=100,
     ),
+    ParamSpec(
+        "similarity_filter",
+        float,
+        0.0,
+        "Skip an input frame at least this similar (cosine, 0.95-0.99 is typical) to the"
+        " last one the model ran, unless the params changed; 0 is off.",
+        minimum=0.0,
+        maximum=1.0,
+    ),
 )
-"""Fields every session takes, whatever its model."""
+"""Fields every session takes, whatever its model (session/similarity.py for the filter)."""
 
 
 class SessionParams:
-    """A session's current parameter values: the model's fields plus OUTPUT_PARAMS."""
+    """A session's current parameter values: the model's fields plus SESSION_PARAMS."""
 
     def __init__(
         self, model_params: Sequence[ParamSpec], constraints: Sequence[Constraint] = ()
     ) -> None:
         self.constraints = tuple(constraints)
         self.specs: dict[str, ParamSpec] = {
-            spec.name: spec for spec in (*model_params, *OUTPUT_PARAMS)
+            spec.name: spec for spec in (*model_params, *SESSION_PARAMS)
         }
         self.values: dict[str, ParamValue] = {
             name: spec.default for name, spec in self.specs.items()

@@ -30,6 +30,7 @@ from session.errors import BadMessage, IdleTimeout, RateLimited, SessionTimeLimi
 from session.limits import MessageRate, SessionLimits
 from session.logs import SessionLog
 from session.params import SessionParams
+from session.similarity import SimilarityFilter
 from session.slots import LatestSlot
 
 logger = logging.getLogger("session.session")
@@ -80,6 +81,8 @@ class SessionStats:
     dropped_on_close: int = 0
     skipped_by_transport: int = 0
     """Frames a transport's own queue held and replaced before they were decoded."""
+    skipped_similar: int = 0
+    """Frames the similarity filter kept out of the model (session/similarity.py)."""
 
 
 class Session:
@@ -115,6 +118,7 @@ class Session:
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
         self._sending: Output | None = None
+        self._similar = SimilarityFilter()
         self._text_only = text_input
         """Type-to-image: the client said it sends text (params), and no frame came yet."""
         self._input_open = True
@@ -139,6 +143,7 @@ class Session:
             + self._outbox.replaced
             + self.stats.dropped_on_close
             + self.stats.skipped_by_transport
+            + self.stats.skipped_similar
         )
 
     @property
@@ -287,7 +292,12 @@ class Session:
         frame = self._inbox.take()
         if frame is None:
             return None
-        self._in_flight = Job(self.id, frame, self.params.snapshot())
+        params = self.params.snapshot()
+        threshold = float(params["similarity_filter"])
+        if frame.pixels is not None and self._similar.skips(frame.pixels, params, threshold):
+            self.stats.skipped_similar += 1
+            return None
+        self._in_flight = Job(self.id, frame, params)
         return self._in_flight
 
     def finish_job(self, pixels: Pixels, started_at: float, model_ms: float) -> None:
@@ -341,6 +351,7 @@ class Session:
                 for hop in ("queue", "decode", "model", "encode")
             },
             "dropped_frames": self.dropped_frames,
+            "skipped_similar": self.stats.skipped_similar,
         }
 
     def _deliver(self, output: Output) -> None:

@@ -86,6 +86,7 @@ def test_models_lists_the_registry_with_what_is_loaded() -> None:
         "delay_ms": 0,
         "output_format": "jpeg",
         "output_quality": 90,
+        "similarity_filter": 0.0,
     }
     assert invert["params"]["delay_ms"]["type"] == "integer"
     assert invert["params"]["output_format"]["choices"] == ["jpeg", "png", "webp"]

@@ -133,7 +133,12 @@ async def vanish_with_a_frame_in_the_model(server: ServerProcess, *, mid_message
         answer = await asyncio.to_thread(client.receive_json)
         assert answer == {
             "type": "params",
-            "params": {"delay_ms": DELAY_MS, "output_format": "jpeg", "output_quality": 90},
+            "params": {
+                "delay_ms": DELAY_MS,
+                "output_format": "jpeg",
+                "output_quality": 90,
+                "similarity_filter": 0.0,
+            },
         }
         before = frames_total(server, "received")
         await asyncio.to_thread(client.send, OP_BINARY, encode_image(gradient_image(), "jpeg"))

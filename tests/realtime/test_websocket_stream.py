@@ -39,7 +39,12 @@ async def test_ready_message_describes_the_session(server: ServerProcess) -> Non
     async with await StreamClient.connect(server.ws_url, model="invert") as client:
         assert client.ready.model == "invert"
         assert (client.ready.width, client.ready.height) == (256, 256)
-        assert client.ready.params == {"delay_ms": 0, "output_format": "jpeg", "output_quality": 90}
+        assert client.ready.params == {
+            "delay_ms": 0,
+            "output_format": "jpeg",
+            "output_quality": 90,
+            "similarity_filter": 0.0,
+        }
         assert len(client.ready.session_id) == 12
     session_id = client.ready.session_id
     await eventually(lambda: any(session_id in line for line in server.log), "a log line")
@@ -94,7 +99,12 @@ async def test_frames_of_another_size_are_cropped_and_resized(server: ServerProc
 async def test_params_round_trip_and_bad_params_change_nothing(server: ServerProcess) -> None:
     async with await StreamClient.connect(server.ws_url, model="invert") as client:
         params = await client.update_params(delay_ms=5, output_quality=80)
-        assert params == {"delay_ms": 5, "output_format": "jpeg", "output_quality": 80}
+        assert params == {
+            "delay_ms": 5,
+            "output_format": "jpeg",
+            "output_quality": 80,
+            "similarity_filter": 0.0,
+        }
         for bad, field in [
             ({"prompt": "a fox"}, "prompt"),
             ({"delay_ms": "slow"}, "delay_ms"),

@@ -22,6 +22,7 @@ def test_defaults_include_output_params() -> None:
         "steps": 2,
         "output_format": "jpeg",
         "output_quality": 90,
+        "similarity_filter": 0.0,
     }
 
 

@@ -44,7 +44,12 @@ def test_lifecycle_to_ready() -> None:
         "model": "invert",
         "width": 256,
         "height": 256,
-        "params": {"delay_ms": 0, "output_format": "jpeg", "output_quality": 90},
+        "params": {
+            "delay_ms": 0,
+            "output_format": "jpeg",
+            "output_quality": 90,
+            "similarity_filter": 0.0,
+        },
     }
 
 
@@ -119,7 +124,12 @@ def test_params_message_updates_and_answers_all_values() -> None:
     reply = session.receive_text(b'{"type": "params", "delay_ms": 20}', 0.0)
     assert reply == {
         "type": "params",
-        "params": {"delay_ms": 20, "output_format": "jpeg", "output_quality": 90},
+        "params": {
+            "delay_ms": 20,
+            "output_format": "jpeg",
+            "output_quality": 90,
+            "similarity_filter": 0.0,
+        },
     }
     arrive(session)
     job = session.next_job()
