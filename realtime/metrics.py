@@ -106,8 +106,16 @@ class WorkerCollector(Collector):
         batches = CounterMetricFamily(
             "realtime_worker_batches", "Model calls each worker made.", labels=["worker", "model"]
         )
+        restarts = CounterMetricFamily(
+            "realtime_worker_restarts",
+            "Times each worker reloaded its model after repeated failures.",
+            labels=["worker", "model"],
+        )
         for worker in self.pool.workers:
-            busy.add_metric([worker.name, worker.model_id], worker.busy_seconds)
-            batches.add_metric([worker.name, worker.model_id], worker.batches)
+            labels = [worker.name, worker.model_id]
+            busy.add_metric(labels, worker.busy_seconds)
+            batches.add_metric(labels, worker.batches)
+            restarts.add_metric(labels, worker.restarts)
         yield busy
         yield batches
+        yield restarts

@@ -51,5 +51,6 @@ async def test_metrics_count_sessions_frames_hops_workers_and_refusals(start_ser
     worker = {"model": "invert", "worker": "invert-0"}
     assert during[key("realtime_worker_batches_total", **worker)] == 3
     assert during[key("realtime_worker_busy_seconds_total", **worker)] > 0
+    assert during[key("realtime_worker_restarts_total", **worker)] == 0
     sessions = key("realtime_sessions", **labels)
     await eventually(lambda: scrape(server)[sessions] == 0, "the close")
