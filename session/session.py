@@ -118,6 +118,8 @@ class Session:
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
         self._sending: Output | None = None
+        self._decoding = 0
+        """Frames numbered but not yet offered or rejected: in the decode hop."""
         self._similar = SimilarityFilter()
         self._text_only = text_input
         """Type-to-image: the client said it sends text (params), and no frame came yet."""
@@ -184,6 +186,7 @@ class Session:
         self._active_at = now
         self._text_only = False
         self.stats.frames_received += 1
+        self._decoding += 1
         return self.stats.frames_received
 
     def skip_frames(self, count: int, now: float) -> None:
@@ -196,11 +199,23 @@ class Session:
 
     def reject_frame(self, index: int, reason: str) -> Message:
         """Frame `index` could not be decoded. Returns the error message to send."""
-        self.stats.bad_frames += 1
+        if self._decoded():
+            self.stats.bad_frames += 1
         return {"type": "error", "code": "bad_frame", "message": reason, "source_frame": index}
 
     def offer_frame(self, frame: Frame) -> None:
         """A decoded frame: it replaces the waiting one, which counts as dropped."""
+        if self._decoded():
+            self._queue_frame(frame)
+
+    def _decoded(self) -> bool:
+        """A numbered frame's decoding ended; False when `close` already counted it."""
+        if not self._decoding:
+            return False
+        self._decoding -= 1
+        return True
+
+    def _queue_frame(self, frame: Frame) -> None:
         if self.accepts_frames:
             self._inbox.put(frame)
         else:
@@ -238,7 +253,7 @@ class Session:
         queued like a frame, so the newest params win and a replaced request counts
         as dropped; a frame, once one comes, replaces it too."""
         self.stats.frames_received += 1
-        self.offer_frame(Frame(None, self.stats.frames_received, now, {"decode": 0.0}))
+        self._queue_frame(Frame(None, self.stats.frames_received, now, {"decode": 0.0}))
 
     def stop_input(self, cause: StreamError) -> Message:
         """The session is ending (shutdown, a limit): take no more frames, but finish
@@ -274,12 +289,15 @@ class Session:
         """The transport ended. A frame still in the model keeps the slot until it returns."""
         if self._state in (SessionState.DRAINING, SessionState.CLOSED):
             return
-        # A taken output whose sending never finished never reached the client.
+        # A frame still being decoded (its transport's task is cancelled with it) and a
+        # taken output whose sending never finished never reach the client.
         self.stats.dropped_on_close += (
-            (self._inbox.take() is not None)
+            self._decoding
+            + (self._inbox.take() is not None)
             + (self._outbox.take() is not None)
             + (self._sending is not None)
         )
+        self._decoding = 0
         self._sending = None
         self.state = SessionState.DRAINING if self._in_flight else SessionState.CLOSED
 

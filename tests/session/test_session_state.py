@@ -277,3 +277,15 @@ def test_a_session_that_sends_frames_makes_nothing_from_params() -> None:
     session = make_session()
     session.receive_text(b'{"type": "params", "delay_ms": 5}', 1.0)
     assert session.next_job() is None
+
+
+def test_a_frame_still_decoding_when_the_transport_ends_counts_as_dropped_once() -> None:
+    session = make_session()
+    index = session.number_frame(0.0)  # its decode is under way...
+    session.close()  # ...when the client vanishes
+    assert session.dropped_frames == 1
+    # Should the decode still finish, the frame is not counted again.
+    session.offer_frame(Frame(np.zeros((2, 2, 3), np.uint8), index, 0.0, {"decode": 1.0}))
+    session.reject_frame(index, "corrupt")
+    assert session.dropped_frames == 1 and session.stats.bad_frames == 0
+    assert session.stats.frames_received == session.dropped_frames
