@@ -9,6 +9,7 @@ its model_index.json. `resolve_model` turns each into a `ModelEntry`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from functools import partial
 
@@ -17,6 +18,8 @@ from models.base import Model, ModelEntry, ModelInfo
 from models.families import FAMILIES, Family, detect_family
 from models.loading import ModelLoadError, is_path, read_model_index
 from models.pipelines import TAESD, TAESDXL
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "tiny"
 """Served when no --model is given: runs on a CPU and needs no download."""
@@ -160,3 +163,23 @@ def weight_sources(spec: str) -> tuple[str, ...]:
     if spec in REGISTRY:
         return REGISTRY[spec].sources
     return (spec,)
+
+
+def compiled(entry: ModelEntry) -> ModelEntry:
+    """`entry`, with its model compiled by torch.compile once loaded (FewStepModel.compile:
+    for GPUs). A model with nothing to compile (tiny's CPU path aside, the effects) loads
+    as it is, with a warning."""
+
+    def load(device: str) -> Model:
+        model = entry.load(device)
+        compile_model = getattr(model, "compile", None)
+        if compile_model is None:
+            logger.warning("%s has nothing to compile; --compile ignored", entry.info.id)
+        else:
+            logger.info(
+                "compiling %s (the first frames of each batch size are slow)", entry.info.id
+            )
+            compile_model()
+        return model
+
+    return dataclasses.replace(entry, load=load)
