@@ -33,6 +33,8 @@ class Ready:
     width: int
     height: int
     params: dict[str, Any]
+    random_weights: bool = False
+    """The model has random weights (`--random-weights`): its outputs are noise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,8 @@ class StreamClient:
             await connection.wait_closed()
             raise ServerError(error_message(first), connection.close_code)
         ready = Ready(
-            **{key: first[key] for key in ("session_id", "model", "width", "height", "params")}
+            **{key: first[key] for key in ("session_id", "model", "width", "height", "params")},
+            random_weights=bool(first.get("random_weights", False)),
         )
         return cls(connection, ready)
 
