@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -131,10 +129,9 @@ _MAX_TOKENS = 77  # CLIP's context, as every family's text encoder has it
 def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> DiffusionPipeline:
     """Return `family`'s pipeline with its real architecture and random weights.
 
-    The modules are created on `device` in `dtype`, rather than in float32 on
-    the CPU and then moved, which would run the random initialisation of up to
-    2.6B parameters on the CPU. `device="meta"` builds the structure without
-    memory (for counting parameters).
+    The modules are created on `device` (so that a GPU, not the CPU, runs the
+    random initialisation of up to 2.6B parameters) and then cast to `dtype`.
+    `device="meta"` builds the structure without memory (for counting parameters).
     """
     try:
         spec = _FAMILIES[family]
@@ -151,7 +148,9 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
     scheduler_config = _config(spec.scheduler)
     scheduler_class = _scheduler_class(spec.scheduler_class or scheduler_config["_class_name"])
     tokenizer = _byte_tokenizer()
-    with _creating(device, dtype):
+    # Created on `device`, in float32, then cast: torch's default dtype is process-wide,
+    # and another worker's thread may be running its model meanwhile.
+    with torch.device(device):
         components: dict[str, Any] = {
             "unet": UNet2DConditionModel.from_config(_config(spec.unet)),
             "vae": AutoencoderTiny.from_config(_config(spec.vae)),
@@ -165,30 +164,14 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
             components[f"tokenizer{suffix}"] = tokenizer
     for component in components.values():
         if isinstance(component, torch.nn.Module):
+            # One dtype for all: transformers also reads a config's own "torch_dtype".
+            component.to(dtype)
             component.eval()  # as from_pretrained leaves them: no dropout
     components["scheduler"] = scheduler_class.from_config(scheduler_config)
 
     pipeline_class, options = _pipeline_class(spec.pipeline)
     pipeline: DiffusionPipeline = pipeline_class(**components, **options)
     return pipeline
-
-
-@contextmanager
-def _creating(device: str, dtype: torch.dtype) -> Iterator[None]:
-    """Create parameters directly on `device` and in `dtype`.
-
-    torch's default dtype is process-wide: a tensor another thread creates
-    without a dtype meanwhile gets `dtype` too.
-    """
-    import torch
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _config(path: str) -> dict[str, Any]:

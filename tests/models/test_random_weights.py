@@ -88,6 +88,14 @@ def test_modules_are_made_on_the_device_in_the_dtype(
     assert torch.get_default_dtype() == torch.float32
 
 
+def test_every_module_takes_the_asked_dtype_whatever_its_config_says() -> None:
+    # SDXL-Turbo's text encoder configs say "torch_dtype": "float16".
+    pipeline = build_random_pipeline("sdxl-turbo", "meta", torch.float32)
+    for name, component in pipeline.components.items():
+        if isinstance(component, torch.nn.Module):
+            assert {p.dtype for p in component.parameters()} == {torch.float32}, name
+
+
 @pytest.mark.parametrize("family", RANDOM_FAMILIES)
 def test_schedulers_are_the_families(
     family: str, meta_pipelines: dict[str, DiffusionPipeline]
