@@ -17,9 +17,9 @@ Sessions are bounded in number (`--clients` at once) and in time (at most
 `--max-session-s` each). Every `--sample-s` seconds it reads the server's RSS
 (/proc/PID/status) and open file descriptors (/proc/PID/fd). At the end it
 lets the clients finish, waits for /healthz to count 0 sessions, prints a
-table, and exits 1 when a session leaked or RSS or fds grew beyond a bound
-(RSS from the end of the warm-up, the first 20 % of the run; fds from before
-the first client). Not part of `make test`: it takes minutes.
+table, and exits 1 when a session leaked, a frame went unaccounted for, or RSS
+or fds grew beyond a bound (RSS from the end of the warm-up, the first 20 % of
+the run; fds from before the first client). Not part of `make test`: it takes minutes.
 """
 
 from __future__ import annotations
@@ -257,9 +257,10 @@ async def soak(server: ServerProcess, args: argparse.Namespace) -> int:
     print()
     outcomes = ("received", "sent", "dropped", "bad", "failed")
     received, sent, dropped, bad, failed = (int(frames.get(key, 0)) for key in outcomes)
+    unaccounted = received - sent - dropped - bad - failed
     print(
         f"server's frames: {received} received = {sent} sent + {dropped} dropped + {bad} bad"
-        f" + {failed} failed + {received - sent - dropped - bad - failed} unaccounted"
+        f" + {failed} failed + {unaccounted} unaccounted"
     )
     print(
         f"refused (server full): {counts.refused}; client errors: {len(counts.errors)}; "
@@ -274,6 +275,8 @@ async def soak(server: ServerProcess, args: argparse.Namespace) -> int:
         failures.append(f"{left} sessions still open on the server")
     if end_rss - warm_rss > args.max_rss_growth_mb * mib:
         failures.append(f"RSS grew {(end_rss - warm_rss) / mib:.1f} MiB after warm-up")
+    if unaccounted:
+        failures.append(f"{unaccounted} frames neither sent, dropped, bad nor failed")
     if end_fds - idle_fds > args.max_fd_growth:
         failures.append(f"{end_fds - idle_fds} more open fds than before the first client")
     for failure in failures:
