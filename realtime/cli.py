@@ -1,16 +1,18 @@
 """The `realtime` command: `serve` runs the server, `pull` fetches a model's weights,
-`models` lists the registry."""
+`models` lists the registry, `bench` load-tests a server with simulated cameras."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from models.base import ModelEntry
 from models.loading import ModelLoadError
@@ -114,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--workers-per-model", type=_positive_int, default=1)
     serve.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=DEFAULTS.max_batch,
+        metavar="N",
+        help="most sessions' frames a worker runs through its model in one call "
+        "(cross-session batching); 1 turns batching off",
+    )
+    serve.add_argument(
         "--ice-server",
         action="append",
         default=[],
@@ -167,12 +177,113 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("models", help="list the models this server can serve")
 
+    bench = commands.add_parser(
+        "bench",
+        help="load-test a server with simulated cameras",
+        description="N simulated cameras stream to a server (--url) or to one started here "
+        "(--serve; options after `--` go to `realtime serve`); reports delivered fps, "
+        "client-side latency, drops, fairness and server CPU per output frame.",
+    )
+    target = bench.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000")
+    target.add_argument(
+        "--serve",
+        action="store_true",
+        help="start `realtime serve --model MODEL [-- SERVE_ARGS]` on a free loopback port",
+    )
+    bench.add_argument("--sessions", type=_positive_int, default=1, metavar="N")
+    bench.add_argument(
+        "--fps",
+        type=_non_negative_float,
+        default=30.0,
+        help="each camera's frame rate; 0 sends back to back (WebSocket only)",
+    )
+    bench.add_argument(
+        "--size", type=_size, default=(512, 512), metavar="WxH", help="camera frame size"
+    )
+    bench.add_argument(
+        "--quality", type=_quality, default=80, help="JPEG quality of the WebSocket camera"
+    )
+    bench.add_argument(
+        "--duration", type=_positive_float, default=10.0, metavar="S", help="seconds measured"
+    )
+    bench.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="seconds the cameras stream before measuring starts",
+    )
+    bench.add_argument("--model", metavar="ID", help="the model the sessions ask for")
+    bench.add_argument(
+        "--params", type=_json_object, default={}, metavar="JSON", help="e.g. '{\"delay_ms\": 50}'"
+    )
+    bench.add_argument("--transport", choices=["websocket", "webrtc"], default="websocket")
+    bench.add_argument("--api-key", metavar="KEY", help="for a server with API keys")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    bench.add_argument("serve_args", nargs="*", metavar="-- SERVE_ARGS", help=argparse.SUPPRESS)
+
     args = parser.parse_args(argv)
     if args.command == "models":
         return list_models()
+    if args.command == "bench":
+        return run_bench(args, bench)
     if args.command == "pull":
         return pull_model(args.model)
     return serve_forever(args, parser)
+
+
+def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import asyncio
+
+    from realtime.bench import BenchConfig, markdown_table, report_json, serving
+    from realtime.bench import run_bench as bench
+
+    if args.serve_args and not args.serve:
+        parser.error(
+            f"unexpected arguments {' '.join(args.serve_args)} (serve options need --serve)"
+        )
+    if args.fps == 0 and args.transport == "webrtc":
+        parser.error("--fps 0 (back to back) is for the WebSocket only")
+    width, height = args.size
+
+    def config(url: str) -> BenchConfig:
+        return BenchConfig(
+            url=url,
+            sessions=args.sessions,
+            fps=args.fps,
+            width=width,
+            height=height,
+            quality=args.quality,
+            duration_s=args.duration,
+            model=args.model,
+            params=args.params,
+            transport=args.transport,
+            api_key=args.api_key,
+            warmup_s=args.warmup,
+        )
+
+    progress = None if args.quiet else sys.stderr
+    try:
+        with contextlib.ExitStack() as stack:
+            url = args.url
+            if args.serve:
+                serve_args = ["--model", args.model or DEFAULT_MODEL, *args.serve_args]
+                if "--max-sessions" not in serve_args:
+                    serve_args += ["--max-sessions", str(max(args.sessions, DEFAULTS.max_sessions))]
+                if not args.quiet:
+                    print(f"starting realtime serve {' '.join(serve_args)}", file=sys.stderr)
+                url = stack.enter_context(serving(serve_args)).url
+            report = asyncio.run(bench(config(url.rstrip("/")), progress)).report
+    except Exception as error:  # a refused session, a server that did not start: say it
+        print(f"realtime bench: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.buffer.write(report_json(report) + b"\n")
+    else:
+        print(markdown_table(report))
+    return 0
 
 
 def list_models() -> int:
@@ -247,6 +358,7 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         queue_timeout_s=args.queue_timeout,
         max_message_bytes=int(args.max_message_mb * 2**20),
         workers_per_model=args.workers_per_model,
+        max_batch=args.max_batch,
         ice_servers=tuple(
             IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
         ),
@@ -303,6 +415,8 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             port=args.port,
             ws="websockets-sansio",
             ws_max_size=config.max_message_bytes,
+            # Frames are JPEG, PNG or WebP: deflating them costs CPU and saves nothing.
+            ws_per_message_deflate=False,
             loop="auto",
             log_config=None,
             log_level=args.log_level,
@@ -332,6 +446,43 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be WIDTHxHEIGHT, e.g. 512x512, got {text}"
+        ) from None
+    if min(size) < 16 or max(size) > 4096:
+        raise argparse.ArgumentTypeError(f"each side must be 16 to 4096 pixels, got {text}")
+    return size
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 1 to 100, got {value}")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"delay_ms": 50}')
     return value
 
 

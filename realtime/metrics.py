@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -46,6 +53,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(WorkerCollector(pool))
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds (Linux):
+        # `realtime bench` divides the CPU seconds by the frames a run delivered.
+        ProcessCollector(registry=self.registry)
 
     def meter(self, model: str, transport: str) -> SessionMeter:
         return SessionMeter(self, model, transport)

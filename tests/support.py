@@ -123,6 +123,7 @@ def serve_app(app: Starlette, *, max_message_bytes: int = 2**20) -> Iterator[str
             port=port,
             ws="websockets-sansio",
             ws_max_size=max_message_bytes,
+            ws_per_message_deflate=False,  # as `realtime serve` runs
             log_config=None,
             lifespan="on",
         )

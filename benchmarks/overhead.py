@@ -1,0 +1,166 @@
+"""Server overhead: the server's CPU per frame with `invert` against the codec floor.
+
+    .venv/bin/python benchmarks/overhead.py [--duration 10] [--size 512x512] [--quality 80]
+
+One `realtime serve --model invert` process on loopback and one WebSocket
+session at a time, sending the bench's synthetic camera frames (JPEG at
+`--quality`) with outputs asked at the same quality:
+
+- camera 30 fps: `realtime.bench`, paced at 30 fps;
+- camera flat out: `realtime.bench` with --fps 0, frames back to back, never
+  waiting for outputs (the server decodes every frame it is given and drops
+  those the newest one overtakes);
+- closed loop: one frame in flight, the next sent as its output arrives: as
+  many frames as the server can turn round, none dropped.
+
+The server's CPU seconds come from its /metrics (process_cpu_seconds_total)
+at both ends of each run. The floor, measured in this process in the same
+run: the CPU time of one `frames.codecs.decode_to_size` (to the model's
+256x256) plus one `encode_image` of the output at the same quality, over the
+same frames in a bare loop. `invert` itself is `255 - pixels`, a few
+microseconds, so what is left above the floor is the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from frames.codecs import decode_to_size, encode_image  # noqa: E402
+from realtime.bench import (  # noqa: E402
+    BenchConfig,
+    camera_jpegs,
+    machine_busy_seconds,
+    rest_of_machine_cores,
+    run_bench,
+    scrape,
+    serving,
+)
+from realtime.client import FrameOutput, StreamClient  # noqa: E402
+
+MODEL_SIZE = 256  # invert's width and height
+
+
+def floor_ms(jpegs: list[bytes], quality: int, seconds: float) -> float:
+    """CPU ms of one decode (to the model's size) plus one encode, in a bare loop."""
+    count = 0
+    started = time.thread_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for jpeg in jpegs:
+            pixels = decode_to_size(jpeg, MODEL_SIZE, MODEL_SIZE)
+            encode_image(pixels, "jpeg", quality)
+        count += len(jpegs)
+    return (time.thread_time() - started) / count * 1000
+
+
+async def closed_loop(config: BenchConfig, jpegs: list[bytes]) -> dict[str, float]:
+    url = "ws" + config.url.removeprefix("http")
+    async with await StreamClient.connect(url, model=config.model) as client:
+        await client.update_params(**config.params)
+        for jpeg in jpegs[:5]:  # warm-up
+            await client.send_frame(jpeg)
+            await client.receive()
+        before = scrape(config, "invert")
+        own_cpu, busy = time.process_time(), machine_busy_seconds() or 0.0
+        started = time.perf_counter()
+        outputs = 0
+        while time.perf_counter() - started < config.duration_s:
+            await client.send_frame(jpegs[outputs % len(jpegs)])
+            message = await client.receive()
+            assert isinstance(message, FrameOutput), message
+            outputs += 1
+        window = time.perf_counter() - started
+        own_cpu, busy = time.process_time() - own_cpu, (machine_busy_seconds() or 0.0) - busy
+        after = scrape(config, "invert")
+    assert before is not None and after is not None
+    received = after.frames.get("received", 0) - before.frames.get("received", 0)
+    cpu = after.cpu_seconds - before.cpu_seconds
+    return {"outputs/s": outputs / window, "received/s": received / window, "cpu": cpu,
+            "outputs": outputs, "received": received,
+            "rest": (busy - own_cpu - cpu) / window}  # fmt: skip
+
+
+async def camera(config: BenchConfig) -> dict[str, float]:
+    report = (await run_bench(config)).report
+    assert report.server is not None, "the server exports no process metrics"
+    return {
+        "outputs/s": report.aggregate_fps,
+        "received/s": report.server.frames_received / report.duration_s,
+        "cpu": report.server.cpu_seconds,
+        "outputs": report.outputs,
+        "received": report.server.frames_received,
+        "rest": rest_of_machine_cores(report) or float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--size", default="512x512")
+    parser.add_argument("--quality", type=int, default=80)
+    args = parser.parse_args()
+    width, height = (int(side) for side in args.size.split("x"))
+    base = BenchConfig(
+        "",
+        width=width,
+        height=height,
+        quality=args.quality,
+        duration_s=args.duration,
+        model="invert",
+        params={"output_quality": args.quality},
+        warmup_s=1.0,
+    )
+    jpegs = camera_jpegs(base)
+    rows = []
+    with serving(["--model", "invert"]) as server:
+        config = replace(base, url=server.url)
+        floor = floor_ms(jpegs, args.quality, 3.0)
+        runs = {}
+        for mode, run in (
+            ("camera 30 fps", lambda: camera(replace(config, fps=30))),
+            ("camera flat out", lambda: camera(replace(config, fps=0))),
+            ("closed loop", lambda: closed_loop(config, jpegs)),
+        ):
+            server.wait_until_idle()
+            runs[mode] = asyncio.run(run())
+        floor_after = floor_ms(jpegs, args.quality, 3.0)
+    floor = min(floor, floor_after)  # the quieter of the two measurements
+    for mode, run in runs.items():
+        per_output = run["cpu"] / run["outputs"] * 1000
+        per_received = run["cpu"] / run["received"] * 1000
+        rows.append(
+            [
+                mode,
+                f"{run['outputs/s']:.1f}",
+                f"{run['received/s']:.1f}",
+                f"{per_output:.2f}",
+                f"{per_received:.2f}",
+                f"{floor:.2f}",
+                f"{per_output / floor:.1f}x",
+                f"{run['rest']:.2f}",
+            ]
+        )
+    print(
+        f"invert, {args.size} JPEG q{args.quality} in, 256x256 JPEG q{args.quality} out, "
+        f"one WebSocket session, {args.duration:g} s per run\n"
+    )
+    print(
+        "| mode | outputs/s | frames decoded/s | server CPU ms per output | "
+        "server CPU ms per decoded frame | floor ms (decode + encode) | ratio per output "
+        "| rest of machine, cores |"
+    )
+    print("|" + "---|" * 8)
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
