@@ -3,7 +3,8 @@
 Every transport drives the data path through this one class, so the path
 reads the same whichever way frames arrive:
 
-    receive_*:     decode (off the loop) -> session.offer_frame -> dispatch
+    receive_frame: the newest undecoded image (an older one waiting is dropped) ->
+    receive_*:     decode (off the loop, one at a time) -> session.offer_frame -> dispatch
     dispatch:      session.next_job -> worker.submit
     worker thread: model -> _on_done (back on the loop) -> session output slot
     next_output:   wait for the slot -> encode (off the loop, WebSocket only) -> transport sends
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import av
@@ -48,6 +49,9 @@ class LiveSession:
         self._loop = asyncio.get_running_loop()
         self._output_ready = asyncio.Event()
         self._settled = asyncio.Event()
+        self._undecoded: tuple[bytes, float] | None = None
+        """The newest image not yet decoded, and when it arrived."""
+        self._decoder: asyncio.Task[None] | None = None
         self._released = False
         self.log = self.session.log
 
@@ -62,23 +66,42 @@ class LiveSession:
         self._dispatch()  # a type-to-image session's first image
         return ready
 
-    async def receive_frame(self, data: bytes) -> Message | None:
-        """An encoded image arrived. Returns an error message to send when it is bad."""
+    def receive_frame(self, data: bytes, reply: Callable[[Message], Awaitable[None]]) -> None:
+        """An encoded image arrived; `reply` sends the `bad_frame` error if it is one.
+
+        Returns at once, so the transport goes on reading: images are decoded one at
+        a time in the background, and one that arrives meanwhile waits in a latest
+        slot, where a newer one replaces it (counted as dropped). A client that sends
+        faster than the server decodes thus loses frames, not latency: they never
+        pile up unread in the socket's buffers.
+        """
+        now = time.perf_counter()
+        if self._undecoded is not None:
+            self.session.skip_frames(1, now)
+        self._undecoded = (data, now)
+        if self._decoder is None or self._decoder.done():
+            self._decoder = asyncio.create_task(self._decode_images(reply))
+
+    async def _decode_images(self, reply: Callable[[Message], Awaitable[None]]) -> None:
         info = self.session.model
         max_size = self.session.limits.max_image_size
-        return await self._receive(
-            partial(decode_to_size, data, info.width, info.height, max_size=max_size)
-        )
+        while self._undecoded is not None:
+            (data, received_at), self._undecoded = self._undecoded, None
+            decode = partial(decode_to_size, data, info.width, info.height, max_size=max_size)
+            error = await self._receive(decode, received_at)
+            if error is not None:
+                await reply(error)
 
     async def receive_video_frame(self, frame: av.VideoFrame, skipped: int = 0) -> None:
         """A decoded video frame arrived, overtaking `skipped` older ones."""
-        self.session.skip_frames(skipped, time.perf_counter())
+        now = time.perf_counter()
+        self.session.skip_frames(skipped, now)
         info = self.session.model
-        await self._receive(partial(video_frame_to_pixels, frame, info.width, info.height))
+        await self._receive(partial(video_frame_to_pixels, frame, info.width, info.height), now)
 
-    async def _receive(self, decode: Callable[[], Pixels]) -> Message | None:
-        received_at = time.perf_counter()
+    async def _receive(self, decode: Callable[[], Pixels], received_at: float) -> Message | None:
         index = self.session.number_frame(received_at)
+        started = time.perf_counter()  # a wait before decoding counts in `queue`, not here
         try:
             pixels = await asyncio.to_thread(decode)
         except BadImage as error:
@@ -86,7 +109,7 @@ class LiveSession:
             reply = self.session.reject_frame(index, str(error))
             self.meter.update(self.session)
             return reply
-        decode_ms = (time.perf_counter() - received_at) * 1000
+        decode_ms = (time.perf_counter() - started) * 1000
         self.session.offer_frame(Frame(pixels, index, received_at, {"decode": decode_ms}))
         self.meter.update(self.session)
         self._dispatch()
@@ -149,6 +172,11 @@ class LiveSession:
         return self.session.output_message(output, (time.perf_counter() - started) * 1000), data
 
     def close(self) -> None:
+        if self._undecoded is not None:  # arrived, never decoded: dropped
+            self.session.skip_frames(1, time.perf_counter())
+            self._undecoded = None
+        if self._decoder is not None:
+            self._decoder.cancel()  # its frame in the decode hop counts as dropped
         self.session.close()
         self._release_when_closed()
 

@@ -131,11 +131,9 @@ class WebSocketStream:
                 return
             data = message.get("bytes")
             if data is not None:
-                reply = await self.live.receive_frame(data)
+                self.live.receive_frame(data, self._reply)
             else:
-                reply = self.live.receive_text(message.get("text") or "")
-            if reply is not None:
-                await self._send(reply)
+                await self._send(self.live.receive_text(message.get("text") or ""))
 
     async def _send_outputs(self) -> None:
         while True:
@@ -146,6 +144,11 @@ class WebSocketStream:
                 if image is not None:
                     await self.websocket.send_bytes(image)
             self.live.output_sent(output)
+
+    async def _reply(self, message: Message) -> None:
+        """A reply from the background decoding: the client may be gone by then."""
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self._send(message)
 
     async def _send(self, message: Message) -> None:
         async with self._send_lock:

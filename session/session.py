@@ -80,7 +80,7 @@ class SessionStats:
     """Control messages over the rate limit, answered with `rate_limited` and not applied."""
     dropped_on_close: int = 0
     skipped_by_transport: int = 0
-    """Frames a transport's own queue held and replaced before they were decoded."""
+    """Frames a newer one replaced before they were decoded (see `skip_frames`)."""
     skipped_similar: int = 0
     """Frames the similarity filter kept out of the model (session/similarity.py)."""
 
@@ -190,8 +190,9 @@ class Session:
         return self.stats.frames_received
 
     def skip_frames(self, count: int, now: float) -> None:
-        """`count` frames arrived but a newer one overtook them before decoding
-        (WebRTC drains its receive queue to the newest frame): number and drop them."""
+        """`count` frames arrived but a newer one overtook them before decoding (the
+        WebSocket keeps only the newest undecoded image, WebRTC drains aiortc's receive
+        queue to the newest frame): number and drop them."""
         self._active_at = now
         self._text_only = False
         self.stats.frames_received += count

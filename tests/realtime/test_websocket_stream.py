@@ -278,3 +278,20 @@ async def test_a_plain_websockets_client_gets_ready(server: ServerProcess) -> No
         message = orjson.loads(await raw.recv())
         assert message["type"] == "ready"
         assert message["model"] == "invert"
+
+
+async def test_images_arriving_faster_than_they_decode_are_dropped_not_queued(
+    server: ServerProcess,
+) -> None:
+    # Big camera frames sent back to back: each takes milliseconds to decode, while the
+    # next arrives in microseconds. The server keeps reading and keeps only the newest.
+    big = encode_image(gradient_image(2000, 2000), "jpeg", 95)
+    async with await StreamClient.connect(server.ws_url, model="invert") as client:
+        for _ in range(20):
+            await client.send_frame(big)
+        await client.send_frame(encode_image(gradient_image(), "jpeg"))  # the last: frame 21
+        outputs = []
+        while not outputs or outputs[-1].source_frame != 21:
+            outputs.append(await next_frame(client))
+    assert outputs[-1].dropped_frames > 0
+    assert len(outputs) + outputs[-1].dropped_frames == 21
