@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from frames.frame import Pixels
+from realtime.bench import free_port
 
 STARTUP_TIMEOUT_S = 180
 
@@ -59,12 +59,6 @@ class ServerProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
