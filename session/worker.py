@@ -2,7 +2,8 @@
 
 Sessions pinned to a worker hand it at most one job each (Session.next_job
 guarantees it), so its pending jobs are bounded by its sessions. Each loop
-takes every pending job, up to `max_batch`, and runs them as one model call.
+takes every pending job, up to `max_batch`, and runs them as one model call
+(waiting a tenth of its last call at most for the rest of its sessions: `_take`).
 
 When the model raises, each frame of that call fails with an error `code`
 its session sends on (none of them ends a session):
@@ -53,6 +54,10 @@ from models.memory import free_memory, is_out_of_memory, recover
 from session.session import Job
 
 logger = logging.getLogger("session.worker")
+
+GATHER_SHARE = 0.1
+"""A worker waits at most this share of its last model call for more sessions' frames
+to join a batch: at most 10 % more latency, for batches that are full."""
 
 _LOADING = threading.Lock()
 """One model loads at a time: the libraries' lazy imports (transformers') are not
@@ -133,6 +138,7 @@ class ModelWorker:
         """Set once loading succeeded, failed, or was abandoned by `stop`."""
         self._wakeup = threading.Condition()
         self._pending: dict[str, _Pending] = {}
+        self._last_call_s = 0.0
         self._session_states: dict[str, dict[str, Any]] = {}
         self._stopping = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -180,7 +186,7 @@ class ModelWorker:
         model = self._load()
         if model is None:
             return
-        while (pending := self._take(self.max_batch)) is not None:
+        while (pending := self._take(self.max_batch, gather=True)) is not None:
             batch = self._with_states(pending)
             done = self._run(model, batch)
             if self._failed_in_a_row < self.restart_after:
@@ -195,9 +201,17 @@ class ModelWorker:
                 return
             model = restarted
 
-    def _take(self, limit: int, timeout: float | None = None) -> list[_Pending] | None:
+    def _take(
+        self, limit: int, timeout: float | None = None, *, gather: bool = False
+    ) -> list[_Pending] | None:
         """Wait up to `timeout` (None: for ever) for pending jobs and take up to `limit`
-        of them; [] when the time is up, None when the worker is stopping."""
+        of them; [] when the time is up, None when the worker is stopping.
+
+        With `gather`, once one job is pending, wait a little longer (GATHER_SHARE of
+        the last model call) for the other sessions of this worker: the sessions of
+        the last batch resubmit only after the event loop has handled their results,
+        and taking at once would split the sessions into groups that take turns,
+        each in a half-full batch."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._wakeup:
             while not self._pending and not self._stopping:
@@ -205,6 +219,14 @@ class ModelWorker:
                 if left is not None and left <= 0:
                     return []
                 self._wakeup.wait(left)
+            if gather:
+                expected = min(limit, len(self._session_states))
+                gather_until = time.monotonic() + GATHER_SHARE * self._last_call_s
+                while len(self._pending) < expected and not self._stopping:
+                    left = gather_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wakeup.wait(left)
             if self._stopping:
                 return None
             return [self._pending.pop(key) for key in list(self._pending)[:limit]]
@@ -261,6 +283,7 @@ class ModelWorker:
             failure = exc
             _clear_tracebacks(exc)
         model_ms = (time.perf_counter() - started) * 1000
+        self._last_call_s = model_ms / 1000
         self.busy_seconds += model_ms / 1000
         self.batches += 1
         if failure is None:
