@@ -12,6 +12,7 @@ from typing import Any
 
 from models import lcm, sd_turbo, sdxl_turbo
 from models.base import Model, ModelInfo
+from models.pipelines import TAESD, TAESDXL
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,12 @@ class Family:
     are missing."""
     from_pipeline: Callable[..., Model]
     """`from_pipeline(pipeline, info=None) -> Model`: wraps an already-loaded pipeline."""
+    hub_id: str
+    """Where its own weights are on the hub: what its name stands for in `--model`."""
+    tiny_vae: str
+    """The AutoencoderTiny its latents decode with by default (TAESD, TAESDXL)."""
+    lora: str | None = None
+    """LoRA weights its `load` fuses into the base's UNet by default."""
 
 
 SD_TURBO = Family(
@@ -42,6 +49,8 @@ SD_TURBO = Family(
     sd_turbo.model_info,
     sd_turbo.load,
     sd_turbo.from_pipeline,
+    sd_turbo.HUB_ID,
+    TAESD,
 )
 SDXL_TURBO = Family(
     sdxl_turbo.NAME,
@@ -51,6 +60,8 @@ SDXL_TURBO = Family(
     sdxl_turbo.model_info,
     sdxl_turbo.load,
     sdxl_turbo.from_pipeline,
+    sdxl_turbo.HUB_ID,
+    TAESDXL,
 )
 LCM = Family(
     lcm.NAME,
@@ -60,6 +71,8 @@ LCM = Family(
     lcm.model_info,
     lcm.load,
     lcm.from_pipeline,
+    lcm.HUB_ID,
+    TAESD,
 )
 LCM_LORA = Family(
     lcm.LORA_NAME,
@@ -69,6 +82,9 @@ LCM_LORA = Family(
     lcm.lora_model_info,
     lcm.load_lora,
     lcm.lora_from_pipeline,
+    lcm.LORA_BASE_HUB_ID,
+    TAESD,
+    lcm.LORA_HUB_ID,
 )
 
 FAMILIES: Mapping[str, Family] = {

@@ -13,11 +13,10 @@ import logging
 from collections.abc import Mapping
 from functools import partial
 
-from models import effects, lcm, sd_turbo, sdxl_turbo, tiny
+from models import effects, lcm, tiny
 from models.base import Model, ModelEntry, ModelInfo
 from models.families import FAMILIES, Family, detect_family
 from models.loading import ModelLoadError, is_path, read_model_index
-from models.pipelines import TAESD, TAESDXL
 
 logger = logging.getLogger(__name__)
 
@@ -25,21 +24,6 @@ DEFAULT_MODEL = "tiny"
 """Served when no --model is given: runs on a CPU and needs no download."""
 
 LORA_PREFIX = "lcm-lora:"
-
-_HUB_IDS = {
-    sd_turbo.NAME: sd_turbo.HUB_ID,
-    sdxl_turbo.NAME: sdxl_turbo.HUB_ID,
-    lcm.NAME: lcm.HUB_ID,
-    lcm.LORA_NAME: lcm.LORA_BASE_HUB_ID,
-}
-"""Where each family's own weights are: its registry id stands for them."""
-
-_TINY_VAES = {
-    sd_turbo.NAME: TAESD,
-    sdxl_turbo.NAME: TAESDXL,
-    lcm.NAME: TAESD,
-    lcm.LORA_NAME: TAESD,
-}
 
 
 class UnknownModelSpec(ValueError):
@@ -64,12 +48,11 @@ def _tiny_vae(family: Family, vae: str) -> str | None:
     """The AutoencoderTiny to decode with: the family's, another one, or None: the full VAE."""
     if vae == FULL_VAE:
         return None
-    return _TINY_VAES[family.name] if vae == TINY_VAE else vae
+    return family.tiny_vae if vae == TINY_VAE else vae
 
 
 def _weight_sources(family: Family, source: str, tiny_vae: str | None) -> tuple[str, ...]:
-    lora = (lcm.LORA_HUB_ID,) if family.name == lcm.LORA_NAME else ()
-    return (source, *lora, *([tiny_vae] if tiny_vae else []))
+    return (source, *([family.lora] if family.lora else []), *([tiny_vae] if tiny_vae else []))
 
 
 def _load_family(
@@ -84,7 +67,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
     for entry in (
         ModelEntry(tiny.TINY, tiny.load_tiny),
         ModelEntry(effects.INVERT, effects.load_invert),
-        *(_family_entry(FAMILIES[name], hub_id, name) for name, hub_id in _HUB_IDS.items()),
+        *(_family_entry(family, family.hub_id, name) for name, family in FAMILIES.items()),
     )
 }
 
@@ -105,11 +88,11 @@ def resolve_model(spec: str, *, random_weights: bool = False, vae: str = TINY_VA
     """
     if spec.startswith(LORA_PREFIX):
         family, source = FAMILIES[lcm.LORA_NAME], spec.removeprefix(LORA_PREFIX)
+    elif spec in FAMILIES:
+        family = FAMILIES[spec]
+        source = family.hub_id
     elif spec in REGISTRY:
-        entry = REGISTRY[spec]
-        if spec not in _HUB_IDS:
-            return entry  # tiny, invert: nothing to fetch
-        family, source = FAMILIES[spec], _HUB_IDS[spec]
+        return REGISTRY[spec]  # tiny, invert: nothing to fetch
     elif "/" in spec or is_path(spec):
         source = spec
         try:
