@@ -70,6 +70,7 @@ from aiortc import (  # noqa: E402
 )
 from support import free_port, running_server  # noqa: E402
 
+from realtime.bench import terminate  # noqa: E402
 from realtime.ice import restrict_host_candidates  # noqa: E402
 
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -279,12 +280,7 @@ def peer_process(python: Path, script: str, logs: Path) -> Iterator[tuple[int, i
         wait_listening(port, process, log, 120)
         yield port, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, 15)
 
 
 @contextlib.contextmanager

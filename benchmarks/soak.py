@@ -45,6 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from support import ServerProcess, gradient_image, noise_image, running_server  # noqa: E402
 
 from frames.codecs import encode_image  # noqa: E402
+from realtime.bench import rss_bytes  # noqa: E402
 from realtime.client import ErrorMessage, FrameOutput, ServerError, StreamClient  # noqa: E402
 
 KINDS = ("clean", "reset", "stall")
@@ -70,11 +71,7 @@ class Counts:
 
 def read_proc(pid: int) -> tuple[int, int]:
     """The process's resident memory in bytes and its number of open file descriptors."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    return rss_bytes(pid), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def drop(client: StreamClient, reset: bool) -> None:

@@ -21,7 +21,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from frames.frame import Pixels
-from realtime.bench import free_port
+from realtime.bench import free_port, rss_bytes, terminate
 
 STARTUP_TIMEOUT_S = 180
 
@@ -55,10 +55,7 @@ class ServerProcess:
         return health
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        return rss_bytes(self.process.pid)
 
 
 @contextmanager
@@ -95,13 +92,7 @@ def running_server(*args: str, cache: Path, port: int | None = None) -> Iterator
 
 
 def stop(server: ServerProcess) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    terminate(server.process, 15)
     if server.process.stdout is not None:
         server.process.stdout.close()
 
