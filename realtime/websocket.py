@@ -20,6 +20,7 @@ from realtime.auth import bearer
 from realtime.live_session import LiveSession
 from realtime.server_state import ServerState
 from session.errors import (
+    BadMessage,
     IdleTimeout,
     KeyLimit,
     ServerFull,
@@ -59,8 +60,11 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await _send_message(websocket, {"type": "queued", "position": position})
 
     # ?input=text: type-to-image, the client sends params and no frames.
-    text_input = websocket.query_params.get("input") == "text"
+    input_kind = websocket.query_params.get("input", "frames")
+    text_input = input_kind == "text"
     try:
+        if input_kind not in ("frames", "text"):
+            raise BadMessage(f"input must be 'frames' or 'text', got {input_kind!r}", field="input")
         lease = await server.admit(
             model_id, "websocket", credential, report_position, text_input=text_input
         )

@@ -295,3 +295,13 @@ async def test_images_arriving_faster_than_they_decode_are_dropped_not_queued(
             outputs.append(await next_frame(client))
     assert outputs[-1].dropped_frames > 0
     assert len(outputs) + outputs[-1].dropped_frames == 21
+
+
+async def test_an_unknown_input_kind_is_refused_naming_the_field(server: ServerProcess) -> None:
+    async with connect(f"{server.ws_url}/v1/stream?model=invert&input=audio") as websocket:
+        refusal = orjson.loads(await websocket.recv())
+        with pytest.raises(ConnectionClosed) as closed:
+            await websocket.recv()
+    assert (refusal["code"], refusal["field"]) == ("bad_message", "input")
+    assert "'audio'" in refusal["message"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
