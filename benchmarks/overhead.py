@@ -43,7 +43,7 @@ from realtime.bench import (  # noqa: E402
     scrape,
     serving,
 )
-from realtime.client import FrameOutput, StreamClient  # noqa: E402
+from realtime.clients.websocket import FrameOutput, StreamClient  # noqa: E402
 
 MODEL_SIZE = 256  # invert's width and height
 

@@ -46,7 +46,7 @@ from support import ServerProcess, gradient_image, noise_image, running_server  
 
 from frames.codecs import encode_image  # noqa: E402
 from realtime.bench import rss_bytes  # noqa: E402
-from realtime.client import ErrorMessage, FrameOutput, ServerError, StreamClient  # noqa: E402
+from realtime.clients.websocket import ErrorMessage, FrameOutput, ServerError, StreamClient  # noqa: E402
 
 KINDS = ("clean", "reset", "stall")
 

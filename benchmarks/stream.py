@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from support import gradient_image, running_server  # noqa: E402
 
 from frames.codecs import encode_image  # noqa: E402
-from realtime.client import FrameOutput, StreamClient  # noqa: E402
+from realtime.clients.websocket import FrameOutput, StreamClient  # noqa: E402
 
 
 async def closed_loop(url: str, model: str, frames: int) -> dict[str, float]:

@@ -1,5 +1,9 @@
-"""The server's edges: the Starlette app, its transports, the CLI and the client.
+"""The I/O side, in rooms:
 
-Transports are thin adapters: they feed events into a `session.Session`
-through `realtime.live_session.LiveSession` and send what comes out.
+- `realtime.server`: the Starlette app, transports, auth, metrics, workers, shutdown.
+- `realtime.clients`: Python clients for the WebSocket and WebRTC transports.
+- `realtime.bench`: the load generator and the child-process server harness.
+- `realtime.cli`: the `realtime` command, a thin layer over the three.
+
+`realtime.ice` is shared by the server and the WebRTC client.
 """

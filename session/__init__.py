@@ -2,6 +2,6 @@
 
 `session.session`, `session.slots`, `session.params` and `session.pool` never
 touch sockets, threads, asyncio or torch: events go in with `now`, messages and
-jobs come out. `session.worker` is the one module with a thread: it owns a
+jobs come out. `realtime.server.worker` is the one module with a thread: it owns a
 model and runs the jobs sessions hand it.
 """

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
 
 from session.errors import ServerFull, UnknownModel
-from session.worker import ModelWorker
 
 
-class WorkerPool:
+class Pinnable(Protocol):
+    """What admission needs of a worker: who it is and which model it runs."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model_id(self) -> str: ...
+
+
+W = TypeVar("W", bound=Pinnable)
+
+
+class WorkerPool(Generic[W]):
     """`admit` pins a new session to the least busy worker of its model, or
     refuses it; `release` once the session's state is CLOSED."""
 
-    def __init__(self, workers: Sequence[ModelWorker], max_sessions: int) -> None:
+    def __init__(self, workers: Sequence[W], max_sessions: int) -> None:
         self.workers = list(workers)
         self.max_sessions = max_sessions
         self._sessions: Counter[str] = Counter()
@@ -39,7 +52,7 @@ class WorkerPool:
                 field="model",
             )
 
-    def admit(self, model_id: str) -> ModelWorker:
+    def admit(self, model_id: str) -> W:
         self.check_model(model_id)
         candidates = [worker for worker in self.workers if worker.model_id == model_id]
         if not self.has_room:
@@ -50,9 +63,9 @@ class WorkerPool:
         self._sessions[worker.name] += 1
         return worker
 
-    def release(self, worker: ModelWorker) -> None:
+    def release(self, worker: W) -> None:
         assert self._sessions[worker.name] > 0, f"{worker.name} has no session to release"
         self._sessions[worker.name] -= 1
 
-    def sessions_on(self, worker: ModelWorker) -> int:
+    def sessions_on(self, worker: W) -> int:
         return self._sessions[worker.name]

@@ -11,7 +11,7 @@ from family_builders import FamilyFolders
 from support import ServerProcess, gradient_image
 
 from frames.codecs import encode_image
-from realtime.client import FrameOutput, StreamClient
+from realtime.clients.websocket import FrameOutput, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -12,8 +12,8 @@ from frames.frame import Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
 from models.effects import INVERT, load_invert
 from models.registry import REGISTRY
-from realtime.app import create_app
-from realtime.config import ServerConfig
+from realtime.server.app import create_app
+from realtime.server.config import ServerConfig
 
 SLOW = ModelInfo("slow-to-load", "loads when the test says so", "effect", 8, 8)
 

@@ -10,8 +10,8 @@ from support import ServerProcess, eventually, gradient_image
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
-from realtime.client import Closing, ErrorMessage, FrameOutput, ServerError, StreamClient
-from realtime.rtc_client import CameraTrack, RtcClient
+from realtime.clients.webrtc import CameraTrack, RtcClient
+from realtime.clients.websocket import Closing, ErrorMessage, FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

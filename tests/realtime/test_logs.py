@@ -13,8 +13,8 @@ import pytest
 from support import ServerProcess, eventually, gradient_image
 
 from frames.codecs import encode_image
-from realtime.client import ErrorMessage, FrameOutput, StreamClient
-from realtime.logs import JsonFormatter
+from realtime.clients.websocket import ErrorMessage, FrameOutput, StreamClient
+from realtime.server.logs import JsonFormatter
 from session.logs import SessionLog
 
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import ServerProcess, eventually, gradient_image
 
 from frames.codecs import encode_image
-from realtime.client import FrameOutput, ServerError, StreamClient
+from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 

@@ -13,9 +13,9 @@ from frames.codecs import encode_image
 from frames.frame import Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
 from models.params import ParamSpec
-from realtime.app import create_app
-from realtime.client import ErrorMessage, FrameOutput, StreamClient
-from realtime.config import ServerConfig
+from realtime.clients.websocket import ErrorMessage, FrameOutput, StreamClient
+from realtime.server.app import create_app
+from realtime.server.config import ServerConfig
 
 FLAKY = ModelInfo(
     "flaky",

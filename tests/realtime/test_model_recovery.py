@@ -14,10 +14,10 @@ from faulty_models import BROKEN, Loader
 from support import eventually, gradient_image, serve_app
 
 from frames.codecs import encode_image
-from realtime.app import create_app
-from realtime.client import ErrorMessage, FrameOutput, Message, StreamClient
-from realtime.config import ServerConfig
-from session.worker import ModelWorker
+from realtime.clients.websocket import ErrorMessage, FrameOutput, Message, StreamClient
+from realtime.server.app import create_app
+from realtime.server.config import ServerConfig
+from realtime.server.worker import ModelWorker
 
 FRAME = encode_image(gradient_image(64, 64), "jpeg")
 

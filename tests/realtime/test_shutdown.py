@@ -12,8 +12,8 @@ from support import gradient_image, running_server
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
-from realtime.client import Closing, FrameOutput, StreamClient
-from realtime.rtc_client import CameraTrack, RtcClient
+from realtime.clients.webrtc import CameraTrack, RtcClient
+from realtime.clients.websocket import Closing, FrameOutput, StreamClient
 
 
 @pytest.mark.asyncio

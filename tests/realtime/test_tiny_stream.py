@@ -9,8 +9,8 @@ import pytest
 from support import ServerProcess, gradient_image
 
 from frames.codecs import encode_image
-from realtime.client import FrameOutput, ServerError, StreamClient
-from realtime.rtc_client import RtcClient
+from realtime.clients.webrtc import RtcClient
+from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

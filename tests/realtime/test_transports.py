@@ -15,8 +15,8 @@ from support import ServerProcess, eventually, gradient_image
 
 from frames.codecs import encode_image
 from frames.frame import Pixels
-from realtime.client import FrameOutput, ServerError, StreamClient
-from realtime.rtc_client import CameraTrack, RtcClient
+from realtime.clients.webrtc import CameraTrack, RtcClient
+from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

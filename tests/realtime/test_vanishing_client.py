@@ -17,7 +17,7 @@ import pytest
 from support import ServerProcess, eventually, gradient_image, noise_image
 
 from frames.codecs import encode_image
-from realtime.client import FrameOutput, ServerError, StreamClient
+from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from support import ServerProcess, eventually, gradient_image
 
-from realtime.client import ServerError
-from realtime.rtc_client import CameraTrack, RtcClient
+from realtime.clients.webrtc import CameraTrack, RtcClient
+from realtime.clients.websocket import ServerError
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

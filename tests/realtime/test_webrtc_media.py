@@ -10,7 +10,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
-from realtime.webrtc import LatestOutput, OutputTrack, newest_frame
+from realtime.server.webrtc import LatestOutput, OutputTrack, newest_frame
 
 
 def solid(value: int) -> np.ndarray:

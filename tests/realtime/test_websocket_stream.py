@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
 from frames.geometry import fit
-from realtime.client import ErrorMessage, FrameOutput, ServerError, StreamClient
+from realtime.clients.websocket import ErrorMessage, FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,18 +1,21 @@
+from dataclasses import dataclass
+
 import pytest
 
-from models.base import ModelEntry
-from models.effects import INVERT, load_invert
 from session.errors import ServerFull, UnknownModel
 from session.pool import WorkerPool
-from session.worker import ModelWorker
-
-ENTRY = ModelEntry(INVERT, load_invert)
 
 
-def make_pool(workers: int, max_sessions: int) -> WorkerPool:
-    return WorkerPool(
-        [ModelWorker(ENTRY, "cpu", name=f"invert-{n}") for n in range(workers)], max_sessions
-    )
+@dataclass(frozen=True)
+class Worker:
+    """All admission sees of a worker."""
+
+    name: str
+    model_id: str = "invert"
+
+
+def make_pool(workers: int, max_sessions: int) -> WorkerPool[Worker]:
+    return WorkerPool([Worker(f"invert-{n}") for n in range(workers)], max_sessions)
 
 
 def test_sessions_spread_over_workers_of_their_model() -> None:

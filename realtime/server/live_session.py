@@ -24,11 +24,11 @@ import av
 from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
 from frames.frame import Frame, Pixels
 from frames.video import video_frame_to_pixels
-from realtime.server_state import Lease
+from realtime.server.lease import Lease
+from realtime.server.worker import JobResult
 from session.errors import StreamError
 from session.limits import SessionLimits
 from session.session import Message, Output, Session, SessionState
-from session.worker import JobResult
 
 
 class LiveSession:

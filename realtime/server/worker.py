@@ -53,7 +53,7 @@ from models.base import Model, ModelEntry, ModelInput
 from models.memory import free_memory, is_out_of_memory, recover
 from session.session import Job
 
-logger = logging.getLogger("session.worker")
+logger = logging.getLogger("realtime.server.worker")
 
 GATHER_SHARE = 0.1
 """A worker waits at most this share of its last model call for more sessions' frames

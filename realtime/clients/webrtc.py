@@ -26,7 +26,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame, video_frame_to_pixels
-from realtime.client import ServerError, error_message
+from realtime.clients.websocket import ServerError, error_message
 from realtime.ice import IceServer, rtc_configuration
 
 MESSAGES_KEPT = 1000

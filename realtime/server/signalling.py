@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from realtime.auth import bearer
 from realtime.ice import rtc_configuration
-from realtime.live_session import LiveSession
-from realtime.responses import error_response
-from realtime.server_state import ServerState
-from realtime.webrtc import PeerSession
+from realtime.server.auth import bearer
+from realtime.server.live_session import LiveSession
+from realtime.server.responses import error_response
+from realtime.server.state import ServerState
+from realtime.server.webrtc import PeerSession
 from session.errors import BadMessage, StreamError
 
 SDP = "application/sdp"

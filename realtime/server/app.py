@@ -19,20 +19,20 @@ from starlette.staticfiles import StaticFiles
 from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
 from models.registry import REGISTRY
-from realtime.auth import DEFAULT_TOKEN_TTL_S, Access, bearer
-from realtime.config import ServerConfig
 from realtime.ice import restrict_host_candidates
-from realtime.metrics import Metrics
-from realtime.responses import error_response
-from realtime.server_state import ServerState
-from realtime.signalling import ROUTES as SIGNALLING_ROUTES
-from realtime.websocket import stream_endpoint
+from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, bearer
+from realtime.server.config import ServerConfig
+from realtime.server.metrics import Metrics
+from realtime.server.responses import error_response
+from realtime.server.signalling import ROUTES as SIGNALLING_ROUTES
+from realtime.server.state import ServerState
+from realtime.server.websocket import stream_endpoint
+from realtime.server.worker import ModelWorker
 from session.errors import BadMessage, StreamError, UnknownModel
 from session.params import SessionParams
 from session.pool import WorkerPool
-from session.worker import ModelWorker
 
-logger = logging.getLogger("realtime.app")
+logger = logging.getLogger("realtime.server.app")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

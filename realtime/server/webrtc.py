@@ -33,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
-from realtime.live_session import LiveSession
+from realtime.server.live_session import LiveSession
 from session.errors import BadOffer, StreamError
 from session.session import Message
 

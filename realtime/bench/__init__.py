@@ -7,8 +7,8 @@
 Each session is a camera that paces itself at `fps` and never waits for an
 output before sending the next frame (the server keeps the newest and drops
 the rest), while a reader takes every output as it comes. Over the WebSocket
-the camera sends JPEGs (`realtime.client.StreamClient`); over WebRTC it is a
-video track (`realtime.rtc_client`). The measuring window opens once every
+the camera sends JPEGs (`realtime.clients.websocket.StreamClient`); over WebRTC it is a
+video track (`realtime.clients.webrtc`). The measuring window opens once every
 session is `ready` (and `warmup_s` later); outputs received in it give the fps, the latencies and,
 with the server's `process_cpu_seconds_total` from /metrics at both ends of
 the window, the server's CPU seconds per output frame.
@@ -50,9 +50,9 @@ from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
 from frames.frame import Pixels
-from realtime.client import Closing, ErrorMessage, FrameOutput, StreamClient
+from realtime.clients.webrtc import CameraTrack, RtcClient
+from realtime.clients.websocket import Closing, ErrorMessage, FrameOutput, StreamClient
 from realtime.ice import restrict_host_candidates
-from realtime.rtc_client import CameraTrack, RtcClient
 
 TRANSPORTS = ("websocket", "webrtc")
 CAMERA_FRAMES = 30

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from models.base import ModelEntry
-from realtime.auth import Access, Identity
-from realtime.config import ServerConfig
-from realtime.metrics import Metrics, SessionMeter
+from realtime.server.auth import Access, Identity
+from realtime.server.config import ServerConfig
+from realtime.server.lease import Lease
+from realtime.server.metrics import Metrics
 from session.errors import KeyLimit, NeedsFrames, ServerFull, ShuttingDown, StreamError
 from session.pool import WorkerPool
-from session.worker import ModelWorker
 
 if TYPE_CHECKING:
-    from realtime.webrtc import PeerSession
+    from realtime.server.webrtc import PeerSession
+    from realtime.server.worker import ModelWorker
 
 logger = logging.getLogger("realtime.server")
 
@@ -45,20 +46,11 @@ class Signal:
         self._event = asyncio.Event()
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A session's slot: the worker it is pinned to and its meter, until `release`."""
-
-    worker: ModelWorker
-    meter: SessionMeter
-    release: Callable[[], None]
-
-
 @dataclass(slots=True)
 class ServerState:
     config: ServerConfig
     registry: Mapping[str, ModelEntry]
-    pool: WorkerPool
+    pool: WorkerPool[ModelWorker]
     metrics: Metrics
     access: Access
     ready: asyncio.Event = field(default_factory=asyncio.Event)

@@ -24,9 +24,9 @@ from models.registry import (
     resolve_model,
     weight_sources,
 )
-from realtime.config import ServerConfig
 from realtime.ice import IceServer
-from realtime.logs import LOG_FORMATS, configure_logging
+from realtime.server.config import ServerConfig
+from realtime.server.logs import LOG_FORMATS, configure_logging
 from session.limits import SessionLimits
 
 DEFAULTS = ServerConfig()
@@ -380,7 +380,7 @@ def serve_forever(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
     import uvicorn
 
-    from realtime.app import create_app
+    from realtime.server.app import create_app
 
     failed = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,6 +21,9 @@ from starlette.responses import Response
 from session.pool import WorkerPool
 from session.session import Output, Session
 
+if TYPE_CHECKING:
+    from realtime.server.worker import ModelWorker
+
 HOPS = ("decode", "queue", "model", "encode")
 HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -27,7 +31,7 @@ HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 class Metrics:
     """Every metric the server exports; sessions report through `meter`."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool[ModelWorker]) -> None:
         self.registry = CollectorRegistry()
         labels = ["model", "transport"]
         self.sessions = Gauge(
@@ -104,7 +108,7 @@ def _outcomes(session: Session) -> dict[str, int]:
 class WorkerCollector(Collector):
     """Each worker's busy time, read at scrape time: rate() of it is the busy ratio."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool[ModelWorker]) -> None:
         self.pool = pool
 
     def collect(self) -> Iterator[Metric]:

@@ -16,9 +16,9 @@ import logging
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtime.auth import bearer
-from realtime.live_session import LiveSession
-from realtime.server_state import ServerState
+from realtime.server.auth import bearer
+from realtime.server.live_session import LiveSession
+from realtime.server.state import ServerState
 from session.errors import (
     BadMessage,
     IdleTimeout,
@@ -30,7 +30,7 @@ from session.errors import (
 )
 from session.session import Message
 
-logger = logging.getLogger("realtime.websocket")
+logger = logging.getLogger("realtime.server.websocket")
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001

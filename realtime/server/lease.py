@@ -1,0 +1,18 @@
+"""Lease: a session's slot on the server, from admission until release."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from realtime.server.metrics import SessionMeter
+from realtime.server.worker import ModelWorker
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A session's slot: the worker it is pinned to and its meter, until `release`."""
+
+    worker: ModelWorker
+    meter: SessionMeter
+    release: Callable[[], None]
