@@ -144,3 +144,16 @@ def is_path(source: str) -> bool:
     """A folder rather than a hub id, which is "name" or "owner/name": never a leading
     "/", "." or "~", never two slashes."""
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def is_downloaded(source: str) -> bool:
+    """Whether `source`'s weights are on this machine: a folder that exists, or a hub id
+    with a snapshot in the Hugging Face cache (HF_HOME)."""
+    if is_path(source):
+        return Path(source).expanduser().is_dir()
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    snapshots = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=source, repo_type="model")
+    snapshots /= "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())

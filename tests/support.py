@@ -1,118 +1,39 @@
-"""Test helpers: real servers on loopback (a `realtime serve` process, or an
-app in a thread when a test needs a model of its own) and test images."""
+"""Test helpers: real servers on loopback (a `realtime serve` process through the
+one harness, or an app in a thread when a test needs a model of its own) and test
+images."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
 import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 
 from frames.frame import Pixels
-from realtime.bench import free_port, rss_bytes, terminate
-
-STARTUP_TIMEOUT_S = 180
-
-
-@dataclass
-class ServerProcess:
-    """A `realtime serve` child process and everything it logged."""
-
-    process: subprocess.Popen[str]
-    port: int
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def is_ready(self) -> bool:
-        """Listening, with its models warm."""
-        return any("Uvicorn running on" in line for line in self.log) and any(
-            "ready: serving" in line for line in self.log
-        )
-
-    def health(self) -> dict[str, Any]:
-        """GET /healthz: status, models and the number of open sessions."""
-        health: dict[str, Any] = httpx.get(f"{self.http_url}/healthz").json()
-        return health
-
-    def rss_bytes(self) -> int:
-        return rss_bytes(self.process.pid)
+from realtime.bench import harness
+from realtime.bench.harness import ServerProcess, free_port
+from realtime.server.serving import Listen, uvicorn_config
 
 
 @contextmanager
 def running_server(*args: str, cache: Path, port: int | None = None) -> Iterator[ServerProcess]:
-    """`realtime serve ARGS` on `port` (default: a free one), offline, with `cache` as
-    REALTIME_CACHE; entered once the server logged that its models are warm."""
-    port = port or free_port()
-    command = [sys.executable, "-m", "realtime", "serve", "--port", str(port)]
-    command += ["--ice-address", "127.0.0.1", *args]  # WebRTC peers on loopback only
-    env = {**os.environ, "REALTIME_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    server = ServerProcess(process, port)
-    ready = threading.Event()
-
-    def follow_log() -> None:
-        # Models may be warm before uvicorn listens, or after: wait for both.
-        assert process.stdout is not None
-        for line in process.stdout:
-            server.log.append(line.rstrip("\n"))
-            if server.is_ready:
-                ready.set()
-        ready.set()  # it exited
-
-    threading.Thread(target=follow_log, daemon=True).start()
-    try:
-        ready.wait(STARTUP_TIMEOUT_S)
-        if process.poll() is not None or not server.is_ready:
-            raise RuntimeError("server did not start:\n" + "\n".join(server.log))
+    """`realtime serve ARGS` (the harness's), offline, with `cache` as REALTIME_CACHE."""
+    env = {"REALTIME_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    with harness.running_server(*args, env=env, port=port) as server:
         yield server
-    finally:
-        stop(server)
-
-
-def stop(server: ServerProcess) -> None:
-    terminate(server.process, 15)
-    if server.process.stdout is not None:
-        server.process.stdout.close()
 
 
 @contextmanager
 def serve_app(app: Starlette, *, max_message_bytes: int = 2**20) -> Iterator[str]:
     """Run `app` under uvicorn in a thread, as `realtime serve` would; yields its http URL."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            ws="websockets-sansio",
-            ws_max_size=max_message_bytes,
-            ws_per_message_deflate=False,  # as `realtime serve` runs
-            log_config=None,
-            lifespan="on",
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, Listen(port=port), max_message_bytes))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, "uvicorn to start")

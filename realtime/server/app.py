@@ -36,7 +36,7 @@ logger = logging.getLogger("realtime.server.app")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-WEB_DEMO = Path(__file__).resolve().parent.parent / "web_demo"
+WEB_DEMO = Path(__file__).resolve().parents[2] / "web_demo"
 
 
 def create_app(

@@ -16,7 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import ServerProcess
 
-from realtime.bench import BenchConfig, jain_index, latency_timeline, run_bench
+from realtime.bench.config import BenchConfig
+from realtime.bench.run import latency_timeline, run_bench
+from realtime.bench.stats import jain_index
 
 
 @pytest.fixture(scope="module")

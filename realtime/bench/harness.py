@@ -1,0 +1,169 @@
+"""A `realtime serve` child process on loopback: the one harness that `realtime bench
+--serve`, the benchmarks and the tests start servers with.
+
+    with running_server("--model", "invert") as server:
+        ... server.http_url, server.ws_url, server.log, server.health() ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+STARTUP_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class ServerProcess:
+    """A `realtime serve` child process and every line it logged (stdout and stderr)."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def is_ready(self) -> bool:
+        """Listening, with its models warm (as its log says)."""
+        return any("Uvicorn running on" in line for line in self.log) and any(
+            "ready: serving" in line for line in self.log
+        )
+
+    def health(self) -> dict[str, Any]:
+        """GET /healthz: status, models and open sessions; {} when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5) as response:
+                health: dict[str, Any] = orjson.loads(response.read())
+                return health
+        except urllib.error.HTTPError as error:  # 503 while loading: the body says why
+            with contextlib.suppress(orjson.JSONDecodeError):
+                body: dict[str, Any] = orjson.loads(error.read())
+                return body
+            return {}
+        except (urllib.error.URLError, OSError):
+            return {}
+
+    def wait_until_idle(self, timeout: float = 120.0) -> None:
+        """Until no session holds a slot: the last run's sessions end once their frame
+        in the model is done, so a slow model keeps them a while after they closed."""
+        deadline = time.monotonic() + timeout
+        while self.health().get("sessions", 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.process.pid)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM (the server drains its sessions), SIGKILL after `timeout` seconds."""
+        terminate(self.process, timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@contextlib.contextmanager
+def running_server(
+    *serve_args: str,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    log_file: Path | None = None,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+) -> Iterator[ServerProcess]:
+    """`realtime serve SERVE_ARGS` on 127.0.0.1 at `port` (default: a free one), WebRTC
+    candidates on loopback only, with `env` added to this process's environment and
+    its log also written to `log_file`; entered once it is listening with its models
+    warm, stopped (drained) on exit."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "realtime", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--ice-address", "127.0.0.1", *serve_args]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = ServerProcess(process, port)
+    ready = threading.Event()
+    with contextlib.ExitStack() as stack:
+        copy = stack.enter_context(log_file.open("w")) if log_file is not None else None
+        threading.Thread(target=_follow_log, args=(server, ready, copy), daemon=True).start()
+        try:
+            _wait_until_ready(server, ready, startup_timeout_s)
+            yield server
+        finally:
+            server.stop()
+
+
+def _follow_log(server: ServerProcess, ready: threading.Event, copy: IO[str] | None) -> None:
+    assert server.process.stdout is not None
+    with contextlib.suppress(ValueError):  # the pipe closed by `stop`
+        for line in server.process.stdout:
+            server.log.append(line.rstrip("\n"))
+            if copy is not None and not copy.closed:
+                copy.write(line)
+            if server.is_ready:
+                ready.set()
+    ready.set()  # it exited
+
+
+def _wait_until_ready(server: ServerProcess, ready: threading.Event, timeout: float) -> None:
+    # The log says when models are warm and uvicorn listens, unless the serve args quiet
+    # it (--log-level warning): then /healthz does.
+    waited = 0.0
+    while not ready.wait(0.5):
+        waited += 0.5
+        if waited > timeout or server.process.poll() is not None:
+            break
+        if server.health().get("status") == "ok":
+            return
+    if server.process.poll() is not None or not (
+        server.is_ready or server.health().get("status") == "ok"
+    ):
+        tail = "\n".join(server.log[-80:])
+        raise RuntimeError(f"realtime serve did not start:\n{tail}")
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process `pid` (Linux: /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM (a server drains its sessions on it), then SIGKILL after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

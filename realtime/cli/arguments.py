@@ -1,0 +1,67 @@
+"""Argument types of the `realtime` command: each refuses a bad value with a message
+that says what it takes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def seconds_or_never(text: str) -> float | None:
+    """Seconds; 0 means never (None)."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (never) or more, got {text}")
+    return value or None
+
+
+def size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        pixels = int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be WIDTHxHEIGHT, e.g. 512x512, got {text}"
+        ) from None
+    if min(pixels) < 16 or max(pixels) > 4096:
+        raise argparse.ArgumentTypeError(f"each side must be 16 to 4096 pixels, got {text}")
+    return pixels
+
+
+def quality(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 1 to 100, got {value}")
+    return value
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"delay_ms": 50}')
+    return value

@@ -1,0 +1,294 @@
+"""`realtime serve`: its options, the ServerConfig they make, and the run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from models.base import ModelEntry
+from models.loading import ModelLoadError
+from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
+from realtime.cli.arguments import positive_float, positive_int, seconds_or_never
+from realtime.ice import IceServer
+from realtime.server.config import ServerConfig
+from realtime.server.logs import LOG_FORMATS, configure_logging
+from session.limits import SessionLimits
+
+DEFAULTS = ServerConfig()
+LIMITS = SessionLimits()
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Load and warm the models, then serve them over WebSocket and WebRTC "
+        "with the web demo at /. Every option shows its default.",
+    )
+    serve.set_defaults(run=run, command_parser=serve)
+    where = serve.add_argument_group("where it listens")
+    where.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)",
+    )
+    where.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
+    where.add_argument(
+        "--ssl-certfile",
+        help="serve HTTPS with this certificate, needed for a camera on another device "
+        "(default: none, plain HTTP)",
+    )
+    where.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile (default: none)")
+
+    models = serve.add_argument_group("models")
+    models.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="ID",
+        help="a model to load and serve: a registry id (see `realtime models`), "
+        "lcm-lora:BASE, or a hub id or folder of a supported diffusers pipeline; "
+        f"repeatable, the first is the default (default: {DEFAULT_MODEL})",
+    )
+    models.add_argument(
+        "--vae",
+        default="tiny",
+        metavar="tiny|full|SOURCE",
+        help="diffusion models decode with their family's tiny autoencoder (TAESD), their "
+        "own full VAE (slower), or the AutoencoderTiny at SOURCE (default: %(default)s)",
+    )
+    models.add_argument(
+        "--compile",
+        action="store_true",
+        help="diffusion models: torch.compile their UNet (on CUDA with CUDA graphs); "
+        "slower start, faster frames (default: off)",
+    )
+    models.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="diffusion models: their real architecture with random weights, built here "
+        "(nothing downloaded); outputs are noise, for measuring speed (default: off)",
+    )
+    models.add_argument(
+        "--device",
+        default=DEFAULTS.device,
+        choices=["auto", "cpu", "cuda"],
+        help="where models run; auto takes CUDA when there is one (default: %(default)s)",
+    )
+    models.add_argument(
+        "--workers-per-model",
+        type=positive_int,
+        default=DEFAULTS.workers_per_model,
+        metavar="N",
+        help="copies of each model, each on a thread of its own (default: %(default)s)",
+    )
+    models.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=DEFAULTS.max_batch,
+        metavar="N",
+        help="most sessions' frames a worker runs through its model in one call "
+        "(cross-session batching); 1 turns batching off (default: %(default)s)",
+    )
+
+    sessions = serve.add_argument_group("sessions and their limits")
+    sessions.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=DEFAULTS.max_sessions,
+        metavar="N",
+        help="sessions at once over all models; one more is refused with server_full "
+        "(default: %(default)s)",
+    )
+    sessions.add_argument(
+        "--queue-timeout",
+        type=seconds_or_never,
+        default=DEFAULTS.queue_timeout_s,
+        metavar="SECONDS",
+        help="when the server is full, let a new session wait in line this long for a slot "
+        '(WebSocket clients get {"type": "queued", "position": N} updates) '
+        "(default: none, refuse at once)",
+    )
+    sessions.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=DEFAULTS.max_message_bytes / 2**20,
+        metavar="MIB",
+        help="largest WebSocket message; a larger one closes the session with 1009 "
+        "(default: %(default)g)",
+    )
+    sessions.add_argument(
+        "--max-image-size",
+        type=positive_int,
+        default=LIMITS.max_image_size,
+        metavar="PIXELS",
+        help="widest and tallest input image decoded; a larger one is a bad_frame "
+        "(default: %(default)s)",
+    )
+    sessions.add_argument(
+        "--max-messages-per-s",
+        type=positive_float,
+        default=LIMITS.max_messages_per_s,
+        metavar="N",
+        help="control messages a session may send per second (with a burst of N); "
+        "the excess is refused with rate_limited (default: %(default)g)",
+    )
+    sessions.add_argument(
+        "--idle-timeout",
+        type=seconds_or_never,
+        default=LIMITS.idle_timeout_s,
+        metavar="SECONDS",
+        help="close a session that sends no frame and no params for this long; 0: never "
+        "(default: %(default)g)",
+    )
+    sessions.add_argument(
+        "--max-session-duration",
+        type=seconds_or_never,
+        default=LIMITS.max_duration_s,
+        metavar="SECONDS",
+        help="close every session this long after it started; 0: never (default: never)",
+    )
+    sessions.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long sessions may finish their frame before they are cut off "
+        "(default: %(default)g)",
+    )
+
+    access = serve.add_argument_group("access")
+    access.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this API key (repeatable; also REALTIME_API_KEYS, comma-separated) "
+        "(default: none, the server is open to whoever reaches it)",
+    )
+    access.add_argument(
+        "--max-sessions-per-key",
+        type=positive_int,
+        default=DEFAULTS.max_sessions_per_key,
+        metavar="N",
+        help="sessions one API key (and its tokens) may hold at once (default: no limit)",
+    )
+    access.add_argument(
+        "--max-token-ttl",
+        type=float,
+        default=DEFAULTS.max_token_ttl_s,
+        metavar="SECONDS",
+        help="longest lifetime of a POST /v1/tokens token (default: %(default)g)",
+    )
+
+    webrtc = serve.add_argument_group("WebRTC")
+    webrtc.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN or TURN server for WebRTC peers (stun:host:port, turn:host:port); "
+        "repeatable (default: none, host candidates only)",
+    )
+    webrtc.add_argument(
+        "--ice-username", help="username for the --ice-server TURN servers (default: none)"
+    )
+    webrtc.add_argument(
+        "--ice-credential", help="credential for the --ice-server TURN servers (default: none)"
+    )
+    webrtc.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); "
+        "repeatable (default: every interface but loopback)",
+    )
+
+    logs = serve.add_argument_group("logs")
+    logs.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
+    logs.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text for people, json for log collectors, one object per line (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
+    try:
+        entries = [
+            _resolve(spec, parser, random_weights=args.random_weights, vae=args.vae)
+            for spec in specs
+        ]
+    except ModelLoadError as error:
+        print(f"realtime serve: {error}", file=sys.stderr)
+        return 1
+    if args.compile:
+        entries = [compiled(entry) for entry in entries]
+    registry = {**REGISTRY, **{entry.info.id: entry for entry in entries}}
+    configure_logging(args.log_level, args.log_format)
+
+    # Imported here so that `realtime models` and `--help` answer without loading torch.
+    from realtime.server.serving import Listen, serve
+
+    listen = Listen(
+        host=args.host,
+        port=args.port,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        log_level=args.log_level,
+        shutdown_timeout_s=args.shutdown_timeout,
+    )
+    return serve(server_config(args, tuple(entry.info.id for entry in entries)), registry, listen)
+
+
+def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerConfig:
+    return ServerConfig(
+        models=models,
+        device=args.device,
+        max_sessions=args.max_sessions,
+        queue_timeout_s=args.queue_timeout,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        workers_per_model=args.workers_per_model,
+        max_batch=args.max_batch,
+        ice_servers=tuple(
+            IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
+        ),
+        ice_addresses=tuple(args.ice_address),
+        api_keys=tuple(args.api_key) + _keys_from_environment(),
+        max_sessions_per_key=args.max_sessions_per_key,
+        # One secret for every instance behind a load balancer; else random per process.
+        token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
+        max_token_ttl_s=args.max_token_ttl,
+        limits=SessionLimits(
+            max_messages_per_s=args.max_messages_per_s,
+            idle_timeout_s=args.idle_timeout,
+            max_duration_s=args.max_session_duration,
+            max_image_size=args.max_image_size,
+        ),
+    )
+
+
+def _resolve(
+    spec: str, parser: argparse.ArgumentParser, *, random_weights: bool, vae: str
+) -> ModelEntry:
+    try:
+        return resolve_model(spec, random_weights=random_weights, vae=vae)
+    except UnknownModelSpec as error:
+        parser.error(str(error))
+
+
+def _keys_from_environment() -> tuple[str, ...]:
+    return tuple(
+        key.strip() for key in os.environ.get("REALTIME_API_KEYS", "").split(",") if key.strip()
+    )

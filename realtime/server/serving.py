@@ -1,0 +1,114 @@
+"""Running the app under uvicorn, and stopping it in order.
+
+uvicorn alone would close every WebSocket at once with 1012 on SIGTERM.
+`DrainingServer` first closes the listening sockets, then lets the sessions
+end gracefully (`ServerState.drain`: `closing`, the frame in the model comes
+out, close 1000), and only then lets uvicorn cut off what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from models.base import ModelEntry
+from realtime.server.app import create_app
+from realtime.server.config import ServerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where and how the server listens: what uvicorn needs beyond the app."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    log_level: str = "info"
+    shutdown_timeout_s: float = 10.0
+
+
+def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uvicorn.Config:
+    """How `realtime serve` runs an app (tests that serve an app of their own use it too)."""
+    return uvicorn.Config(
+        app,
+        host=listen.host,
+        port=listen.port,
+        ws="websockets-sansio",
+        ws_max_size=max_message_bytes,
+        # Frames are JPEG, PNG or WebP: deflating them costs CPU and saves nothing.
+        ws_per_message_deflate=False,
+        loop="auto",
+        log_config=None,
+        log_level=listen.log_level,
+        lifespan="on",
+        ssl_certfile=listen.ssl_certfile,
+        ssl_keyfile=listen.ssl_keyfile,
+        timeout_graceful_shutdown=math.ceil(listen.shutdown_timeout_s),
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose stop drains the sessions first (`drain`), and for which
+    SIGTERM is an orderly stop: the process exits with its own status, where uvicorn
+    re-raises the signal once stopped ("killed by SIGTERM"). Ctrl-C still ends as
+    uvicorn's does."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._interrupted = False
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listening in self.servers:
+            listening.close()
+        await self._drain()
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals can only be handled on the main thread
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        originals = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+        if self._interrupted:
+            signal.raise_signal(signal.SIGINT)
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self._interrupted = self._interrupted or sig == signal.SIGINT
+        self.handle_exit(sig, frame)
+
+
+def serve(config: ServerConfig, registry: Mapping[str, ModelEntry], listen: Listen) -> int:
+    """Load and warm `config.models`, serve them until SIGTERM or Ctrl-C, drain, stop.
+    Returns the exit status: 1 when a model could not load, else 0."""
+    failed = False
+
+    def stop_on_load_failure() -> None:
+        nonlocal failed
+        failed = True
+        server.should_exit = True
+
+    app = create_app(config, registry=registry, on_load_failed=stop_on_load_failure)
+
+    async def drain() -> None:
+        await app.state.server.drain(listen.shutdown_timeout_s)
+
+    server = DrainingServer(uvicorn_config(app, listen, config.max_message_bytes), drain)
+    server.run()
+    return 1 if failed else 0
