@@ -17,75 +17,75 @@
     └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
 
 Bad frames (`bad_frame`) and model failures (`model_error`, `out_of_memory`,
-`model_restarted`, `model_unavailable`: see session/worker.py) are reported per
-frame by the Session without raising: the session goes on after them.
+`model_restarted`, `model_unavailable`: see realtime/server/worker.py) are reported
+per frame by the Session without raising: the session goes on after them. Every code,
+with its close code and HTTP status, is in session/protocol.py.
 """
 
 from __future__ import annotations
 
+from session.protocol import ErrorCode, ErrorMessage, Wire
+
 
 class StreamError(Exception):
-    code = "error"
+    code: ErrorCode
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
 
-    def to_message(self) -> dict[str, object]:
-        message: dict[str, object] = {"type": "error", "code": self.code, "message": self.message}
-        if self.field is not None:
-            message["field"] = self.field
-        return message
+    def to_message(self) -> Wire:
+        return ErrorMessage(self.code, self.message, self.field).to_wire()
 
 
 class InvalidParams(StreamError):
-    code = "invalid_params"
+    code = ErrorCode.INVALID_PARAMS
 
 
 class BadMessage(StreamError):
-    code = "bad_message"
+    code = ErrorCode.BAD_MESSAGE
 
 
 class UnknownModel(StreamError):
-    code = "unknown_model"
+    code = ErrorCode.UNKNOWN_MODEL
 
 
 class ServerFull(StreamError):
-    code = "server_full"
+    code = ErrorCode.SERVER_FULL
 
 
 class ShuttingDown(StreamError):
-    code = "shutting_down"
+    code = ErrorCode.SHUTTING_DOWN
 
 
 class Unauthorized(StreamError):
-    code = "unauthorized"
+    code = ErrorCode.UNAUTHORIZED
 
 
 class Forbidden(StreamError):
-    code = "forbidden"
+    code = ErrorCode.FORBIDDEN
 
 
 class KeyLimit(StreamError):
-    code = "key_session_limit"
+    code = ErrorCode.KEY_SESSION_LIMIT
 
 
 class BadOffer(StreamError):
-    code = "bad_offer"
+    code = ErrorCode.BAD_OFFER
 
 
 class NeedsFrames(StreamError):
-    code = "needs_frames"
+    code = ErrorCode.NEEDS_FRAMES
 
 
 class RateLimited(StreamError):
-    code = "rate_limited"
+    code = ErrorCode.RATE_LIMITED
 
 
 class IdleTimeout(StreamError):
-    code = "idle_timeout"
+    code = ErrorCode.IDLE_TIMEOUT
 
 
 class SessionTimeLimit(StreamError):
-    code = "session_time_limit"
+    code = ErrorCode.SESSION_TIME_LIMIT

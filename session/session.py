@@ -30,6 +30,16 @@ from session.errors import BadMessage, IdleTimeout, RateLimited, SessionTimeLimi
 from session.limits import MessageRate, SessionLimits
 from session.logs import SessionLog
 from session.params import SessionParams
+from session.protocol import (
+    HOPS,
+    Closing,
+    ErrorCode,
+    ErrorMessage,
+    FrameMessage,
+    Hop,
+    ParamsMessage,
+    Ready,
+)
 from session.similarity import SimilarityFilter
 from session.slots import LatestSlot
 
@@ -65,7 +75,7 @@ class Output:
     params: dict[str, ParamValue]
     pixels: Pixels | None = None
     error: str | None = None
-    code: str = "model_error"
+    code: str = ErrorCode.MODEL_ERROR
     """The wire code of `error` (model_error, out_of_memory, model_restarted, model_unavailable)."""
 
 
@@ -171,15 +181,14 @@ class Session:
         self.state = SessionState.STREAMING
         if self._text_only and self._inbox.peek() is None:
             self._request_image(now)
-        return {
-            "type": "ready",
-            "session_id": self.id,
-            "model": self.model.id,
-            "width": self.model.width,
-            "height": self.model.height,
-            "params": self.params.snapshot(),
-            **({"random_weights": True} if self.model.random_weights else {}),
-        }
+        return Ready(
+            self.id,
+            self.model.id,
+            self.model.width,
+            self.model.height,
+            self.params.snapshot(),
+            self.model.random_weights,
+        ).to_wire()
 
     def number_frame(self, now: float) -> int:
         """A binary message arrived: give it the next frame number (1, 2, 3, ...)."""
@@ -202,7 +211,7 @@ class Session:
         """Frame `index` could not be decoded. Returns the error message to send."""
         if self._decoded():
             self.stats.bad_frames += 1
-        return {"type": "error", "code": "bad_frame", "message": reason, "source_frame": index}
+        return ErrorMessage(ErrorCode.BAD_FRAME, reason, source_frame=index).to_wire()
 
     def offer_frame(self, frame: Frame) -> None:
         """A decoded frame: it replaces the waiting one, which counts as dropped."""
@@ -244,7 +253,7 @@ class Session:
                 self._active_at = now
                 if self._text_only and self.params.values != before:
                     self._request_image(now)
-                return {"type": "params", "params": self.params.snapshot()}
+                return ParamsMessage(self.params.snapshot()).to_wire()
             raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
         except StreamError as error:
             return error.to_message()
@@ -254,7 +263,7 @@ class Session:
         queued like a frame, so the newest params win and a replaced request counts
         as dropped; a frame, once one comes, replaces it too."""
         self.stats.frames_received += 1
-        self._queue_frame(Frame(None, self.stats.frames_received, now, {"decode": 0.0}))
+        self._queue_frame(Frame(None, self.stats.frames_received, now, {Hop.DECODE: 0.0}))
 
     def stop_input(self, cause: StreamError) -> Message:
         """The session is ending (shutdown, a limit): take no more frames, but finish
@@ -263,7 +272,7 @@ class Session:
         self._input_open = False
         self.stats.dropped_on_close += self._inbox.take() is not None
         self.log.info("closing (%s): %s", cause.code, cause.message)
-        return {"type": "closing", "code": cause.code, "message": cause.message}
+        return Closing(cause.code, cause.message).to_wire()
 
     # Limits
 
@@ -323,12 +332,12 @@ class Session:
         """The model made `pixels` from the job in flight (started at monotonic `started_at`)."""
         job = self._end_job()
         frame = job.frame
-        decoded_at = frame.received_at + frame.timings_ms.get("decode", 0.0) / 1000
-        frame.timings_ms["queue"] = max(0.0, (started_at - decoded_at) * 1000)
-        frame.timings_ms["model"] = model_ms
+        decoded_at = frame.received_at + frame.timings_ms.get(Hop.DECODE, 0.0) / 1000
+        frame.timings_ms[Hop.QUEUE] = max(0.0, (started_at - decoded_at) * 1000)
+        frame.timings_ms[Hop.MODEL] = model_ms
         self._deliver(Output(frame, job.params, pixels=pixels))
 
-    def fail_job(self, reason: str, code: str = "model_error") -> None:
+    def fail_job(self, reason: str, code: str = ErrorCode.MODEL_ERROR) -> None:
         """The model raised on the job in flight (or the worker could not run it, as
         `code` says); the client is told through the output slot."""
         job = self._end_job()
@@ -354,24 +363,17 @@ class Session:
         """The message for a taken output: a model error, or the `frame` metadata
         that goes just before the encoded image."""
         if output.error is not None:
-            return {
-                "type": "error",
-                "code": output.code,
-                "message": output.error,
-                "source_frame": output.frame.index,
-            }
+            return ErrorMessage(
+                output.code, output.error, source_frame=output.frame.index
+            ).to_wire()
         timings = output.frame.timings_ms
-        timings["encode"] = encode_ms
-        return {
-            "type": "frame",
-            "source_frame": output.frame.index,
-            "timings_ms": {
-                hop: round(timings.get(hop, 0.0), 3)
-                for hop in ("queue", "decode", "model", "encode")
-            },
-            "dropped_frames": self.dropped_frames,
-            "skipped_similar": self.stats.skipped_similar,
-        }
+        timings[Hop.ENCODE] = encode_ms
+        return FrameMessage(
+            output.frame.index,
+            {hop: round(timings.get(hop, 0.0), 3) for hop in HOPS},
+            self.dropped_frames,
+            self.stats.skipped_similar,
+        ).to_wire()
 
     def _deliver(self, output: Output) -> None:
         if self._state is SessionState.DRAINING:

@@ -18,7 +18,8 @@ from frames.frame import Pixels
 from realtime.bench.config import BenchConfig
 from realtime.bench.records import SessionRecord
 from realtime.clients.webrtc import CameraTrack, RtcClient
-from realtime.clients.websocket import Closing, ErrorMessage, FrameOutput, StreamClient
+from realtime.clients.websocket import FrameOutput, StreamClient
+from session.protocol import Closing, ErrorMessage, FrameMessage
 
 CAMERA_FRAMES = 30
 """Distinct synthetic frames each camera cycles through (a drifting pattern)."""
@@ -108,11 +109,11 @@ async def read_websocket(client: StreamClient, record: SessionRecord) -> None:
 async def read_control(client: RtcClient, record: SessionRecord) -> None:
     while True:
         message = await client.receive_message()
-        if message["type"] == "frame":
-            record.output(int(message["source_frame"]), int(message["dropped_frames"]))
-        elif message["type"] == "error":
+        if isinstance(message, FrameMessage):
+            record.output(message.source_frame, message.dropped_frames)
+        elif isinstance(message, ErrorMessage):
             record.errors += 1
-        elif message["type"] == "closing":
+        elif isinstance(message, Closing):
             return
 
 
@@ -160,7 +161,7 @@ async def open_webrtc_camera(config: BenchConfig, frames: Sequence[Pixels]) -> C
         params=dict(config.params) or None,
         api_key=config.api_key,
     )
-    record.model = str((client.ready or {}).get("model", config.model))
+    record.model = client.ready.model if client.ready is not None else config.model
     tasks = [
         asyncio.create_task(read_control(client, record)),
         asyncio.create_task(read_video(client, record)),

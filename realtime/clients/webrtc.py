@@ -26,8 +26,16 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame, video_frame_to_pixels
-from realtime.clients.websocket import ServerError, error_message
+from realtime.clients.websocket import ServerError
 from realtime.ice import IceServer, rtc_configuration
+from session.protocol import (
+    ErrorMessage,
+    ParamsMessage,
+    Ready,
+    ServerMessage,
+    params_update,
+    parse_server_message,
+)
 
 MESSAGES_KEPT = 1000
 """Control messages kept unread; older ones are dropped, like a client that falls behind."""
@@ -62,8 +70,8 @@ class RtcClient:
         self.pc = pc
         self.session_id: str | None = None
         self.location: str | None = None
-        self.ready: dict[str, Any] | None = None
-        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MESSAGES_KEPT)
+        self.ready: Ready | None = None
+        self._messages: asyncio.Queue[ServerMessage] = asyncio.Queue(MESSAGES_KEPT)
         self._video: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self._channel = pc.createDataChannel("control")
         self._channel.on("message", self._on_message)
@@ -101,7 +109,9 @@ class RtcClient:
             body = orjson.loads(answer)
             client.session_id = body["session_id"]
             await client._accept(body["sdp"])
-            client.ready = await client._wait_for("ready")
+            ready = await client._wait_for(Ready)
+            assert isinstance(ready, Ready)
+            client.ready = ready
         return client
 
     @classmethod
@@ -132,17 +142,18 @@ class RtcClient:
         return client
 
     async def send_params(self, **params: Any) -> None:
-        self._channel.send(orjson.dumps({"type": "params", **params}).decode())
+        self._channel.send(orjson.dumps(params_update(params)).decode())
 
     async def update_params(self, **params: Any) -> dict[str, Any]:
         """Update params over `control`; returns all current values or raises ServerError."""
         await self.send_params(**params)
-        reply = await self._wait_for("params", "error")
-        if reply["type"] == "error":
-            raise ServerError(error_message(reply))
-        return dict(reply["params"])
+        reply = await self._wait_for(ParamsMessage, ErrorMessage)
+        if isinstance(reply, ErrorMessage):
+            raise ServerError(reply)
+        assert isinstance(reply, ParamsMessage)
+        return dict(reply.params)
 
-    async def receive_message(self) -> dict[str, Any]:
+    async def receive_message(self) -> ServerMessage:
         """The next `control` message: frame metadata, a params answer or an error."""
         return await self._messages.get()
 
@@ -202,11 +213,11 @@ class RtcClient:
     async def _accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
 
-    async def _wait_for(self, *kinds: str) -> dict[str, Any]:
+    async def _wait_for(self, *kinds: type[ServerMessage]) -> ServerMessage:
         """The next message of one of `kinds`; the others stay queued, in order."""
-        skipped: list[dict[str, Any]] = []
+        skipped: list[ServerMessage] = []
         try:
-            while (message := await self._messages.get())["type"] not in kinds:
+            while not isinstance(message := await self._messages.get(), kinds):
                 skipped.append(message)
             return message
         finally:
@@ -214,9 +225,9 @@ class RtcClient:
                 self._keep(message)
 
     def _on_message(self, data: str | bytes) -> None:
-        self._keep(orjson.loads(data))
+        self._keep(parse_server_message(orjson.loads(data)))
 
-    def _keep(self, message: dict[str, Any]) -> None:
+    def _keep(self, message: ServerMessage) -> None:
         if self._messages.full():
             self._messages.get_nowait()
         self._messages.put_nowait(message)
@@ -243,12 +254,11 @@ async def _post(
         except urllib.error.HTTPError as error:
             payload = error.read()
             try:
-                details = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                details = {
-                    "code": f"http_{error.code}",
-                    "message": payload.decode(errors="replace"),
-                }
-            raise ServerError(error_message(details), status=error.code) from None
+                details = parse_server_message(orjson.loads(payload))
+            except (orjson.JSONDecodeError, ValueError):
+                details = ErrorMessage(f"http_{error.code}", payload.decode(errors="replace"))
+            if not isinstance(details, ErrorMessage):
+                details = ErrorMessage(f"http_{error.code}", repr(details))
+            raise ServerError(details, status=error.code) from None
 
     return await asyncio.to_thread(post)

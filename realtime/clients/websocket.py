@@ -24,21 +24,34 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from frames.codecs import decode_image
 from frames.frame import Pixels
+from session.protocol import (
+    Closing,
+    ErrorCode,
+    ErrorMessage,
+    FrameMessage,
+    ParamsMessage,
+    Queued,
+    Ready,
+    params_update,
+    parse_server_message,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    session_id: str
-    model: str
-    width: int
-    height: int
-    params: dict[str, Any]
-    random_weights: bool = False
-    """The model has random weights (`--random-weights`): its outputs are noise."""
+__all__ = [
+    "Closing",
+    "ErrorMessage",
+    "FrameOutput",
+    "Message",
+    "ParamsMessage",
+    "Ready",
+    "ServerError",
+    "StreamClient",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class FrameOutput:
+    """A `frame` message with the encoded image that follows it."""
+
     source_frame: int
     timings_ms: dict[str, float]
     dropped_frames: int
@@ -46,28 +59,6 @@ class FrameOutput:
 
     def pixels(self) -> Pixels:
         return decode_image(self.image)
-
-
-@dataclass(frozen=True, slots=True)
-class Params:
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Closing:
-    """The session is ending (`code`: shutting_down, idle_timeout, session_time_limit):
-    the frame in the model still comes, then the server closes the connection."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorMessage:
-    code: str
-    message: str
-    field: str | None = None
-    source_frame: int | None = None
 
 
 class ServerError(Exception):
@@ -83,7 +74,7 @@ class ServerError(Exception):
         self.status = status
 
 
-Message = FrameOutput | Params | ErrorMessage | Closing
+Message = FrameOutput | ParamsMessage | ErrorMessage | Closing
 
 
 class StreamClient:
@@ -124,18 +115,17 @@ class StreamClient:
         connection = await connect(
             f"{url.rstrip('/')}/v1/stream{query}", max_size=max_size, additional_headers=headers
         )
-        first = orjson.loads(await connection.recv())
-        while first.get("type") == "queued":
+        first = parse_server_message(orjson.loads(await connection.recv()))
+        while isinstance(first, Queued):
             if on_queued is not None:
-                on_queued(first["position"])
-            first = orjson.loads(await connection.recv())
-        if first.get("type") != "ready":
+                on_queued(first.position)
+            first = parse_server_message(orjson.loads(await connection.recv()))
+        if not isinstance(first, Ready):
             await connection.wait_closed()
-            raise ServerError(error_message(first), connection.close_code)
-        ready = Ready(
-            **{key: first[key] for key in ("session_id", "model", "width", "height", "params")},
-            random_weights=bool(first.get("random_weights", False)),
-        )
+            if not isinstance(first, ErrorMessage):
+                raise ValueError(f"expected ready, got {first!r}")
+            raise ServerError(first, connection.close_code)
+        ready = first
         return cls(connection, ready)
 
     async def __aenter__(self) -> StreamClient:
@@ -158,7 +148,7 @@ class StreamClient:
 
     async def send_params(self, **params: Any) -> None:
         """Send a params update without waiting for the answer."""
-        await self.connection.send(orjson.dumps({"type": "params", **params}).decode())
+        await self.connection.send(orjson.dumps(params_update(params)).decode())
 
     async def update_params(self, **params: Any) -> dict[str, Any]:
         """Update params and return all current values, or raise ServerError.
@@ -166,11 +156,11 @@ class StreamClient:
         await self.send_params(**params)
         while True:
             message = await self._receive_from_server()
-            if isinstance(message, Params):
+            if isinstance(message, ParamsMessage):
                 return message.params
             if isinstance(message, ErrorMessage) and message.code in (
-                "invalid_params",
-                "bad_message",
+                ErrorCode.INVALID_PARAMS,
+                ErrorCode.BAD_MESSAGE,
             ):
                 raise ServerError(message)
             self._early.append(message)
@@ -191,24 +181,13 @@ class StreamClient:
                 self.errors.append(message)
 
     async def _receive_from_server(self) -> Message:
-        data = orjson.loads(await self.connection.recv())
-        kind = data.get("type")
-        if kind == "frame":
+        message = parse_server_message(orjson.loads(await self.connection.recv()))
+        if isinstance(message, FrameMessage):
             image = await self.connection.recv()
             assert isinstance(image, bytes), "a frame message must be followed by its image"
             return FrameOutput(
-                data["source_frame"], data["timings_ms"], data["dropped_frames"], image
+                message.source_frame, message.timings_ms, message.dropped_frames, image
             )
-        if kind == "params":
-            return Params(data["params"])
-        if kind == "error":
-            return error_message(data)
-        if kind == "closing":
-            return Closing(str(data.get("code")), str(data.get("message")))
-        raise ValueError(f"unexpected message from server: {data!r}")
-
-
-def error_message(data: dict[str, Any]) -> ErrorMessage:
-    return ErrorMessage(
-        str(data.get("code")), str(data.get("message")), data.get("field"), data.get("source_frame")
-    )
+        if isinstance(message, ParamsMessage | ErrorMessage | Closing):
+            return message
+        raise ValueError(f"unexpected message from server: {message!r}")

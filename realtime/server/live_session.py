@@ -28,6 +28,7 @@ from realtime.server.lease import Lease
 from realtime.server.worker import JobResult
 from session.errors import StreamError
 from session.limits import SessionLimits
+from session.protocol import Hop, MessageType
 from session.session import Message, Output, Session, SessionState
 
 
@@ -110,7 +111,7 @@ class LiveSession:
             self.meter.update(self.session)
             return reply
         decode_ms = (time.perf_counter() - started) * 1000
-        self.session.offer_frame(Frame(pixels, index, received_at, {"decode": decode_ms}))
+        self.session.offer_frame(Frame(pixels, index, received_at, {Hop.DECODE: decode_ms}))
         self.meter.update(self.session)
         self._dispatch()
         return None
@@ -118,7 +119,7 @@ class LiveSession:
     def receive_text(self, data: str | bytes) -> Message:
         """A control message arrived; returns the reply."""
         reply = self.session.receive_text(data, time.perf_counter())
-        if reply["type"] == "error":
+        if reply["type"] == MessageType.ERROR:
             self.log.info("%s", reply["message"])
         self._dispatch()  # a type-to-image request
         return reply

@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from session.pool import WorkerPool
+from session.protocol import HOPS
 from session.session import Output, Session
 
 if TYPE_CHECKING:
     from realtime.server.worker import ModelWorker
 
-HOPS = ("decode", "queue", "model", "encode")
 HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 

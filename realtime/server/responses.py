@@ -4,30 +4,15 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
-from session.errors import (
-    Forbidden,
-    KeyLimit,
-    ServerFull,
-    ShuttingDown,
-    StreamError,
-    Unauthorized,
-    UnknownModel,
-)
+from session.errors import StreamError
+from session.protocol import http_status
 
 RETRY_AFTER_S = 5
-STATUS = {
-    Unauthorized: 401,
-    Forbidden: 403,
-    UnknownModel: 404,
-    KeyLimit: 429,
-    ServerFull: 503,
-    ShuttingDown: 503,
-}
 
 
 def error_response(error: StreamError, status: int | None = None) -> JSONResponse:
-    """The error as a JSON body, with its status (400 unless STATUS says otherwise)."""
-    status = status or STATUS.get(type(error), 400)
+    """The error as a JSON body, with its status (session.protocol.HTTP_STATUSES's)."""
+    status = status or http_status(error.code)
     headers = {}
     if status in (429, 503):
         headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -27,6 +27,7 @@ from realtime.server.responses import error_response
 from realtime.server.state import ServerState
 from realtime.server.webrtc import PeerSession
 from session.errors import BadMessage, StreamError
+from session.protocol import ErrorCode, ErrorMessage, http_status
 
 SDP = "application/sdp"
 
@@ -194,7 +195,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def _not_found(what: str) -> JSONResponse:
     return JSONResponse(
-        {"type": "error", "code": "not_found", "message": f"no such {what}"}, status_code=404
+        ErrorMessage(ErrorCode.NOT_FOUND, f"no such {what}").to_wire(),
+        status_code=http_status(ErrorCode.NOT_FOUND),
     )
 
 

@@ -21,29 +21,12 @@ from realtime.server.live_session import LiveSession
 from realtime.server.state import ServerState
 from session.errors import (
     BadMessage,
-    IdleTimeout,
-    KeyLimit,
-    ServerFull,
-    SessionTimeLimit,
-    ShuttingDown,
     StreamError,
 )
+from session.protocol import CLOSE_CODES, CloseCode, Queued, close_code
 from session.session import Message
 
 logger = logging.getLogger("realtime.server.websocket")
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_CODES = {
-    ServerFull: CLOSE_TRY_AGAIN_LATER,
-    KeyLimit: CLOSE_TRY_AGAIN_LATER,
-    ShuttingDown: CLOSE_GOING_AWAY,
-    IdleTimeout: CLOSE_NORMAL,
-    SessionTimeLimit: CLOSE_NORMAL,
-}
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
@@ -57,7 +40,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     )
 
     async def report_position(position: int) -> None:
-        await _send_message(websocket, {"type": "queued", "position": position})
+        await _send_message(websocket, Queued(position).to_wire())
 
     # ?input=text: type-to-image, the client sends params and no frames.
     input_kind = websocket.query_params.get("input", "frames")
@@ -71,9 +54,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
         await _send_message(websocket, error.to_message())
-        await websocket.close(
-            CLOSE_CODES.get(type(error), CLOSE_POLICY_VIOLATION), reason=error.code
-        )
+        await websocket.close(close_code(error.code), reason=error.code)
         return
     live = LiveSession(lease, server.config.limits, text_input=text_input)
     stream = WebSocketStream(websocket, live)
@@ -85,7 +66,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     except Exception:
         live.log.exception("internal error")
         with contextlib.suppress(Exception):
-            await websocket.close(CLOSE_INTERNAL_ERROR, reason="internal error")
+            await websocket.close(CloseCode.INTERNAL_ERROR, reason="internal error")
     finally:
         server.streams.discard(stream)
         live.close()
@@ -122,7 +103,7 @@ class WebSocketStream:
             await self._send(self.live.stop_input(cause))
             await self.live.settled()
             async with self._send_lock:  # after the last output's metadata and image
-                code = CLOSE_CODES.get(type(cause), CLOSE_NORMAL)
+                code = CLOSE_CODES.get(cause.code, CloseCode.NORMAL)
                 await self.websocket.close(code, reason=cause.code)
 
     async def _close_when_expired(self) -> None:

@@ -37,9 +37,11 @@ async def test_sigterm_drains_sessions_and_exits_0(model_cache: Path) -> None:
             await asyncio.wait_for(websocket.receive(), 30)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
 
-        while (message := await asyncio.wait_for(peer.receive_message(), 30))["type"] != "closing":
+        while not isinstance(
+            message := await asyncio.wait_for(peer.receive_message(), 30), Closing
+        ):
             pass
-        assert (message["code"], message["message"]) == (
+        assert (message.code, message.message) == (
             "shutting_down",
             "the server is shutting down",
         )

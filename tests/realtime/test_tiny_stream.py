@@ -11,6 +11,7 @@ from support import ServerProcess, gradient_image
 from frames.codecs import encode_image
 from realtime.clients.webrtc import RtcClient
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
+from session.protocol import FrameMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -72,6 +73,14 @@ async def test_sessions_keep_their_own_params(server: ServerProcess) -> None:
     assert levels_apart(fox_alone, owl_alone) > 1
 
 
+async def next_frame_message(peer: RtcClient) -> FrameMessage:
+    while not isinstance(
+        message := await asyncio.wait_for(peer.receive_message(), 60), FrameMessage
+    ):
+        pass
+    return message
+
+
 def levels_apart(one: FrameOutput, other: FrameOutput) -> int:
     return int(np.abs(one.pixels().astype(int) - other.pixels().astype(int)).max())
 
@@ -97,14 +106,10 @@ async def test_type_to_image_over_webrtc_when_the_peer_sends_no_camera(
     try:
         first = await asyncio.wait_for(peer.next_frame(), 60)  # the image for the defaults
         await peer.send_params(prompt="an owl at dusk, oil on canvas")
-        while (message := await asyncio.wait_for(peer.receive_message(), 60))["type"] != "frame":
-            pass
-        if message["source_frame"] == 1:  # the metadata of the image at ready came first
-            while (message := await asyncio.wait_for(peer.receive_message(), 60))[
-                "type"
-            ] != "frame":
-                pass
-        assert message["source_frame"] == 2
+        message = await next_frame_message(peer)
+        if message.source_frame == 1:  # the metadata of the image at ready came first
+            message = await next_frame_message(peer)
+        assert message.source_frame == 2
         second = await asyncio.wait_for(peer.next_frame(), 60)
         assert first.shape == second.shape == (256, 256, 3)
     finally:

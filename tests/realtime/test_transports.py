@@ -17,6 +17,7 @@ from frames.codecs import encode_image
 from frames.frame import Pixels
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
+from session.protocol import FrameMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -31,7 +32,7 @@ class Stream(Protocol):
 
     async def update_params(self, **params: Any) -> dict[str, Any]: ...
 
-    async def next_frame_message(self) -> dict[str, Any]: ...
+    async def next_frame_message(self) -> FrameMessage: ...
 
     async def next_image(self) -> Pixels: ...
 
@@ -61,9 +62,9 @@ class WebSocketStream:
             pass
         return message
 
-    async def next_frame_message(self) -> dict[str, Any]:
+    async def next_frame_message(self) -> FrameMessage:
         output = await self._next_output()
-        return {"source_frame": output.source_frame, "dropped_frames": output.dropped_frames}
+        return FrameMessage(output.source_frame, output.timings_ms, output.dropped_frames)
 
     async def next_image(self) -> Pixels:
         return (await self._next_output()).pixels()
@@ -87,8 +88,8 @@ class WebRtcStream:
     async def update_params(self, **params: Any) -> dict[str, Any]:
         return await self.client.update_params(**params)
 
-    async def next_frame_message(self) -> dict[str, Any]:
-        while (message := await self.client.receive_message())["type"] != "frame":
+    async def next_frame_message(self) -> FrameMessage:
+        while not isinstance(message := await self.client.receive_message(), FrameMessage):
             pass
         return message
 
@@ -157,15 +158,15 @@ async def test_a_fast_camera_on_a_slow_model_stays_near_the_newest_frame(
     async with open_stream(transport, server, gradient_image(), fps=60) as stream:
         await asyncio.wait_for(stream.update_params(delay_ms=100), TIMEOUT_S)
         lags: list[int] = []
-        last: dict[str, Any] = {}
+        last = FrameMessage(0, {}, 0)
         loop = asyncio.get_running_loop()
         until = loop.time() + 2.5
         while loop.time() < until:
             last = await asyncio.wait_for(stream.next_frame_message(), TIMEOUT_S)
-            lags.append(stream.frames_sent - last["source_frame"])
+            lags.append(stream.frames_sent - last.source_frame)
     # 60 fps into a 10 fps model: a queue would fall ~125 frames behind by the end.
     assert max(lags[3:]) < 40, lags
-    assert last["dropped_frames"] > stream.frames_sent / 3
+    assert last.dropped_frames > stream.frames_sent / 3
 
 
 async def test_closing_frees_the_session_slot(transport: str, server: ServerProcess) -> None:

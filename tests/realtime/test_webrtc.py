@@ -11,6 +11,7 @@ from support import ServerProcess, eventually, gradient_image
 
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import ServerError
+from session.protocol import FrameMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -41,15 +42,15 @@ async def test_a_peer_gets_its_camera_inverted_and_the_control_channel(
     try:
         assert client.video_codec == codec
         assert client.ready is not None
-        assert client.ready["model"] == "invert"
-        assert client.ready["session_id"] == client.session_id
+        assert client.ready.model == "invert"
+        assert client.ready.session_id == client.session_id
         for _ in range(5):
             output = await asyncio.wait_for(client.next_frame(), FRAME_TIMEOUT_S)
             assert output.shape == (256, 256, 3)
             assert inverse_error(output, image) < 6  # VP8 at its default bitrate
         message = await asyncio.wait_for(client.receive_message(), FRAME_TIMEOUT_S)
-        assert message["type"] == "frame"
-        assert set(message["timings_ms"]) == {"queue", "decode", "model", "encode"}
+        assert isinstance(message, FrameMessage)
+        assert set(message.timings_ms) == {"queue", "decode", "model", "encode"}
     finally:
         await client.close()
     await eventually(lambda: sessions(server) == 0, "the session to end")
@@ -61,7 +62,7 @@ async def test_offer_params_and_errors(server: ServerProcess) -> None:
         server.http_url, camera=camera, model="invert", params={"delay_ms": 7}
     )
     try:
-        assert client.ready is not None and client.ready["params"]["delay_ms"] == 7
+        assert client.ready is not None and client.ready.params["delay_ms"] == 7
     finally:
         await client.close()
 
