@@ -12,6 +12,7 @@ from support import ServerProcess, gradient_image
 
 from frames.codecs import encode_image
 from realtime.clients.websocket import FrameOutput, StreamClient
+from session.protocol import ParamsMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -28,7 +29,7 @@ async def output_of(client: StreamClient, image: bytes | None = None) -> FrameOu
     if image is not None:
         await client.send_frame(image)
     while not isinstance(message := await asyncio.wait_for(client.receive(), 60), FrameOutput):
-        assert message.__class__.__name__ == "Params", message
+        assert isinstance(message, ParamsMessage), message
     return message
 
 
