@@ -27,6 +27,7 @@ from frames.frame import Frame, Pixels
 from models.base import ModelInfo
 from models.params import ParamValue
 from session.errors import BadMessage, IdleTimeout, RateLimited, SessionTimeLimit, StreamError
+from session.jobs import MODEL_ERROR, Job
 from session.limits import MessageRate, SessionLimits
 from session.logs import SessionLog
 from session.params import SessionParams
@@ -47,15 +48,6 @@ class SessionState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """One frame handed to the model, with the params it must be made with."""
-
-    session_id: str
-    frame: Frame
-    params: dict[str, ParamValue]
-
-
-@dataclass(frozen=True, slots=True)
 class Output:
     """A finished job waiting in the output slot: the model's `pixels`, or the
     `error` it raised. Errors share the slot so that a client that stops reading
@@ -65,7 +57,7 @@ class Output:
     params: dict[str, ParamValue]
     pixels: Pixels | None = None
     error: str | None = None
-    code: str = "model_error"
+    code: str = MODEL_ERROR
     """The wire code of `error` (model_error, out_of_memory, model_restarted, model_unavailable)."""
 
 
@@ -328,7 +320,7 @@ class Session:
         frame.timings_ms["model"] = model_ms
         self._deliver(Output(frame, job.params, pixels=pixels))
 
-    def fail_job(self, reason: str, code: str = "model_error") -> None:
+    def fail_job(self, reason: str, code: str = MODEL_ERROR) -> None:
         """The model raised on the job in flight (or the worker could not run it, as
         `code` says); the client is told through the output slot."""
         job = self._end_job()

@@ -51,7 +51,14 @@ from typing import Any
 from frames.frame import Pixels
 from models.base import Model, ModelEntry, ModelInput
 from models.memory import free_memory, is_out_of_memory, recover
-from session.session import Job
+from session.jobs import (
+    MODEL_ERROR,
+    MODEL_RESTARTED,
+    MODEL_UNAVAILABLE,
+    OUT_OF_MEMORY,
+    Job,
+    JobResult,
+)
 
 logger = logging.getLogger("realtime.server.worker")
 
@@ -62,25 +69,6 @@ to join a batch: at most 10 % more latency, for batches that are full."""
 _LOADING = threading.Lock()
 """One model loads at a time: the libraries' lazy imports (transformers') are not
 thread-safe, and models loading side by side only compete for the same disk."""
-
-MODEL_ERROR = "model_error"
-OUT_OF_MEMORY = "out_of_memory"
-MODEL_RESTARTED = "model_restarted"
-MODEL_UNAVAILABLE = "model_unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    """What became of a job: `pixels`, or the `error` the model raised and its `code`."""
-
-    job: Job
-    pixels: Pixels | None
-    error: str | None
-    started_at: float
-    model_ms: float
-    code: str = MODEL_ERROR
-    """The error's wire code: model_error, out_of_memory, model_restarted or model_unavailable."""
-
 
 JobCallback = Callable[[JobResult], None]
 """Called on the worker's thread: hand the result over to the session's own thread."""
