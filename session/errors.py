@@ -17,7 +17,7 @@
     └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
 
 Bad frames (`bad_frame`) and model failures (`model_error`, `out_of_memory`,
-`model_restarted`, `model_unavailable`: see session/worker.py) are reported per
+`model_restarted`, `model_unavailable`: see session/jobs.py) are reported per
 frame by the Session without raising: the session goes on after them.
 """
 
