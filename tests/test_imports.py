@@ -3,15 +3,15 @@
 - The session core is sans-I/O: importing every `session` module, in a fresh
   interpreter, leaves asyncio, threading, torch, PIL and simplejpeg (and the
   server's libraries) out of `sys.modules`. One exception, named exactly: the
-  standard library's `logging` imports `threading` itself (Python 3.11 does at
-  startup of `logging`), and `session` logs; so `threading` may be loaded when
-  `logging` is the first to import it. Since that hides a later importer, no
-  `session` module may import it (nor asyncio, nor a clock: `now` is passed in)
-  itself, which the source says.
-- Layers point one way: `frames` and `models` never import `realtime`; `session`
-  never imports `realtime` nor the web and media libraries (starlette,
-  websockets, aiortc). Every import statement counts there, in functions and
-  under `if TYPE_CHECKING:` included: a layer may not even name one above it.
+  standard library's `logging` imports `threading` itself, and `session` logs;
+  so `threading` may be loaded when `logging` is the first to import it. As that
+  hides any later importer, the source of `session` is read too: no module of it
+  imports threading, asyncio or a clock (`now` is passed in) itself.
+- Layers point one way: `frames` and `models` import neither `realtime` nor
+  `session`; `session` never imports `realtime` nor the web and media libraries
+  (starlette, websockets, aiortc). Every import statement counts there, in
+  functions and under `if TYPE_CHECKING:` included: a layer may not even name
+  one above it.
 - No import circles among the project's modules. An edge is an import that runs
   when its module is first imported: a module-level statement (in an `if` or
   `try` at module level too). Imports inside functions (they run later, once
