@@ -85,13 +85,15 @@ def simulate(
     known: set[int] = set()
     sizes, waits = [], []
     for _ in range(calls):
-        while True:
+        for _ in range(100):  # each event or deadline, until the worker takes its jobs
             pending = sorted((at, s) for s, at in pending_since.items() if at <= now)
             gather = gathering.decide(len(pending), len(known), now)
             if gather.take:
                 break
             coming = [at for at in pending_since.values() if at > now]
             now = min([*coming, *([gather.wait_until] if gather.wait_until else [])])
+        else:
+            raise AssertionError(f"the jobs pending at {now} are never taken")
         taken = [session for _, session in pending[: gather.take]]
         waits.append(now - pending[0][0])
         sizes.append(len(taken))
