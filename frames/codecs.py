@@ -8,17 +8,15 @@ reduced DCT scale when the frame is larger than the model needs.
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 import numpy as np
 import simplejpeg
 from PIL import Image
 
+from frames.frame import IMAGE_FORMATS as IMAGE_FORMATS  # re-exported: callers name them here
+from frames.frame import ImageFormat as ImageFormat
 from frames.frame import Pixels
 from frames.geometry import fit
-
-ImageFormat = Literal["jpeg", "png", "webp"]
-IMAGE_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "webp")
 
 MAX_IMAGE_SIZE = 4096
 """Default widest and tallest image decoded: guards memory against decompression bombs."""

@@ -1,14 +1,21 @@
-"""The unit of the data path: one decoded image with its number and timestamps."""
+"""The unit of the data path: one decoded image with its number and timestamps,
+and the names of the image formats it travels in (frames/codecs.py encodes them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 Pixels = npt.NDArray[np.uint8]
 """An RGB image, shape (height, width, 3), dtype uint8."""
+
+ImageFormat = Literal["jpeg", "png", "webp"]
+IMAGE_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "webp")
+"""The formats frames/codecs.py decodes and encodes. Here, not there, so that naming
+them (session/params.py's `output_format`) imports no codec library."""
 
 
 @dataclass(slots=True)

@@ -17,8 +17,8 @@
     └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
 
 Bad frames (`bad_frame`) and model failures (`model_error`, `out_of_memory`,
-`model_restarted`, `model_unavailable`: see realtime/server/worker.py) are reported
-per frame by the Session without raising: the session goes on after them. Every code,
+`model_restarted`, `model_unavailable`: see session/jobs.py) are reported per
+frame by the Session without raising: the session goes on after them. Every code,
 with its close code and HTTP status, is in session/protocol.py.
 """
 

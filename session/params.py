@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from frames.codecs import IMAGE_FORMATS
+from frames.frame import IMAGE_FORMATS
 from models.params import Constraint, ParamConflict, ParamSpec, ParamValue
 from session.errors import InvalidParams
 

@@ -27,6 +27,7 @@ from frames.frame import Frame, Pixels
 from models.base import ModelInfo
 from models.params import ParamValue
 from session.errors import BadMessage, IdleTimeout, RateLimited, SessionTimeLimit, StreamError
+from session.jobs import Job
 from session.limits import MessageRate, SessionLimits
 from session.logs import SessionLog
 from session.params import SessionParams
@@ -54,15 +55,6 @@ class SessionState(enum.Enum):
     STREAMING = "streaming"
     DRAINING = "draining"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One frame handed to the model, with the params it must be made with."""
-
-    session_id: str
-    frame: Frame
-    params: dict[str, ParamValue]
 
 
 @dataclass(frozen=True, slots=True)

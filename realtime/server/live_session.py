@@ -25,8 +25,8 @@ from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
 from frames.frame import Frame, Pixels
 from frames.video import video_frame_to_pixels
 from realtime.server.lease import Lease
-from realtime.server.worker import JobResult
 from session.errors import StreamError
+from session.jobs import JobResult
 from session.limits import SessionLimits
 from session.protocol import Hop, MessageType
 from session.session import Message, Output, Session, SessionState

@@ -1,12 +1,18 @@
 """ModelWorker: one thread that loads, warms and runs one model on one device.
 
+The thread, its Condition and the model calls live here, on the I/O side; the
+decisions are the sans-I/O policies of the session core, which the thread drives
+with the time: what to batch and how long to wait for it
+(session/batching.py's `BatchGathering`), when to restart the model and how long
+to back off between reloads (session/restarts.py's `RestartPolicy`).
+
 Sessions pinned to a worker hand it at most one job each (Session.next_job
 guarantees it), so its pending jobs are bounded by its sessions. Each loop
 takes every pending job, up to `max_batch`, and runs them as one model call
-(waiting a tenth of its last call at most for the rest of its sessions: `_take`).
+(waiting a tenth of its last call at most for the rest of its sessions).
 
 When the model raises, each frame of that call fails with an error `code`
-its session sends on (none of them ends a session):
+its session sends on (none of them ends a session; session/jobs.py):
 
 - `model_error`: the frames of that batch fail; the worker goes on.
 - `out_of_memory`: the model ran out of (GPU) memory. `models.memory.recover`
@@ -40,7 +46,6 @@ the output slot, every frame counted), and the transports need nothing new.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 import traceback
@@ -51,36 +56,16 @@ from typing import Any
 from frames.frame import Pixels
 from models.base import Model, ModelEntry, ModelInput
 from models.memory import free_memory, is_out_of_memory, recover
-from session.session import Job
+from session.batching import BatchGathering
+from session.jobs import Job, JobResult
+from session.protocol import ErrorCode
+from session.restarts import RestartPolicy, failure_code
 
 logger = logging.getLogger("realtime.server.worker")
-
-GATHER_SHARE = 0.1
-"""A worker waits at most this share of its last model call for more sessions' frames
-to join a batch: at most 10 % more latency, for batches that are full."""
 
 _LOADING = threading.Lock()
 """One model loads at a time: the libraries' lazy imports (transformers') are not
 thread-safe, and models loading side by side only compete for the same disk."""
-
-MODEL_ERROR = "model_error"
-OUT_OF_MEMORY = "out_of_memory"
-MODEL_RESTARTED = "model_restarted"
-MODEL_UNAVAILABLE = "model_unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    """What became of a job: `pixels`, or the `error` the model raised and its `code`."""
-
-    job: Job
-    pixels: Pixels | None
-    error: str | None
-    started_at: float
-    model_ms: float
-    code: str = MODEL_ERROR
-    """The error's wire code: model_error, out_of_memory, model_restarted or model_unavailable."""
-
 
 JobCallback = Callable[[JobResult], None]
 """Called on the worker's thread: hand the result over to the session's own thread."""
@@ -121,24 +106,20 @@ class ModelWorker:
         self.entry = entry
         self.device = device
         self.name = name
-        self.max_batch = max_batch
-        self.restart_after = restart_after
-        """Batches failing in a row (out-of-memory aside) after which the model is reloaded."""
-        self.reload_backoff_s = reload_backoff_s
-        self.max_reload_backoff_s = max_reload_backoff_s
+        self.gathering = BatchGathering(max_batch)
+        """What each model call takes, and when; touched by the worker thread only."""
+        self.restart_policy = RestartPolicy(restart_after, reload_backoff_s, max_reload_backoff_s)
+        """Batches failing in a row (out-of-memory aside) after which the model is reloaded,
+        and the backoff between reloads; touched by the worker thread only."""
         self.load_error: BaseException | None = None
         self.busy_seconds = 0.0
         """Time spent in model calls; written by the worker thread, read by metrics."""
         self.batches = 0
-        self.restarts = 0
-        """Successful reloads of the model after it kept failing."""
         self._warm = False
-        self._failed_in_a_row = 0
         self._load_ended = threading.Event()
         """Set once loading succeeded, failed, or was abandoned by `stop`."""
         self._wakeup = threading.Condition()
         self._pending: dict[str, _Pending] = {}
-        self._last_call_s = 0.0
         self._session_states: dict[str, dict[str, Any]] = {}
         self._stopping = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -146,6 +127,11 @@ class ModelWorker:
     @property
     def model_id(self) -> str:
         return self.entry.info.id
+
+    @property
+    def restarts(self) -> int:
+        """Successful reloads of the model after it kept failing."""
+        return self.restart_policy.restarts
 
     def start(self) -> None:
         self._thread.start()
@@ -186,10 +172,10 @@ class ModelWorker:
         model = self._load()
         if model is None:
             return
-        while (pending := self._take(self.max_batch, gather=True)) is not None:
+        while (pending := self._take_batch()) is not None:
             batch = self._with_states(pending)
             done = self._run(model, batch)
-            if self._failed_in_a_row < self.restart_after:
+            if not self.restart_policy.restart_due:
                 _deliver(done)
                 continue
             # Ours were the last references to the broken instance and the batch's state
@@ -201,35 +187,34 @@ class ModelWorker:
                 return
             model = restarted
 
-    def _take(
-        self, limit: int, timeout: float | None = None, *, gather: bool = False
-    ) -> list[_Pending] | None:
-        """Wait up to `timeout` (None: for ever) for pending jobs and take up to `limit`
-        of them; [] when the time is up, None when the worker is stopping.
+    def _take_batch(self) -> list[_Pending] | None:
+        """Wait for the jobs of the next model call, as `gathering` decides (a job of
+        each session, or as many as came within a share of the last call), and take
+        them; None when the worker is stopping."""
+        with self._wakeup:
+            while not self._stopping:
+                now = time.monotonic()
+                gather = self.gathering.decide(len(self._pending), len(self._session_states), now)
+                if gather.take:
+                    return [self._pending.pop(key) for key in list(self._pending)[: gather.take]]
+                self._wakeup.wait(None if gather.wait_until is None else gather.wait_until - now)
+            return None
 
-        With `gather`, once one job is pending, wait a little longer (GATHER_SHARE of
-        the last model call) for the other sessions of this worker: the sessions of
-        the last batch resubmit only after the event loop has handled their results,
-        and taking at once would split the sessions into groups that take turns,
-        each in a half-full batch."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _take_all(self, timeout: float) -> list[_Pending] | None:
+        """Wait up to `timeout` seconds for pending jobs and take them all; [] when the
+        time is up, None when the worker is stopping."""
+        deadline = time.monotonic() + timeout
         with self._wakeup:
             while not self._pending and not self._stopping:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return []
                 self._wakeup.wait(left)
-            if gather:
-                expected = min(limit, len(self._session_states))
-                gather_until = time.monotonic() + GATHER_SHARE * self._last_call_s
-                while len(self._pending) < expected and not self._stopping:
-                    left = gather_until - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wakeup.wait(left)
             if self._stopping:
                 return None
-            return [self._pending.pop(key) for key in list(self._pending)[:limit]]
+            taken = list(self._pending.values())
+            self._pending.clear()
+            return taken
 
     def _with_states(self, pending: list[_Pending]) -> list[_Taken]:
         with self._wakeup:
@@ -283,14 +268,14 @@ class ModelWorker:
             failure = exc
             _clear_tracebacks(exc)
         model_ms = (time.perf_counter() - started) * 1000
-        self._last_call_s = model_ms / 1000
+        self.gathering.call_ended(model_ms / 1000)
         self.busy_seconds += model_ms / 1000
         self.batches += 1
         if failure is None:
-            self._failed_in_a_row = 0
-            return _Call(outputs, None, MODEL_ERROR, False, started, model_ms)
+            self.restart_policy.call_succeeded()
+            return _Call(outputs, None, ErrorCode.MODEL_ERROR, False, started, model_ms)
         error = f"{type(failure).__name__}: {failure}"
-        code = OUT_OF_MEMORY if is_out_of_memory(failure) else MODEL_ERROR
+        code = failure_code(out_of_memory=is_out_of_memory(failure))
         try:
             recovered = recover(model, failure)
         except Exception:
@@ -299,66 +284,65 @@ class ModelWorker:
         del failure
         if recovered:
             logger.warning("%s: recovered from %s", self.name, error)
-        else:
-            self._failed_in_a_row += 1
+        self.restart_policy.call_failed(recovered=recovered)
         return _Call([None] * len(batch), error, code, recovered, started, model_ms)
 
     def _restart(self, failed: list[_Done]) -> Model | None:
         """Drop the broken model and load a fresh one, retrying with backoff until it
         loads; `failed` (the last failed batch) is told how it went. Returns the new
         model, or None when the worker was stopped first."""
+        policy = self.restart_policy
         cause = failed[0][1].error
-        what = f"model {self.model_id!r} failed {self._failed_in_a_row} batches in a row ({cause})"
+        what = f"model {self.model_id!r} failed {policy.failed_in_a_row} batches in a row ({cause})"
         logger.error("%s: %s; reloading it", self.name, what)
         self._warm = False
+        policy.restart_began()
         with self._wakeup:
             # It may hold the broken instance's tensors; it is a cache that params rebuild.
             for state in self._session_states.values():
                 state.clear()
             self._session_states.clear()
-        backoff = self.reload_backoff_s
-        attempt = 1
         while True:
             free_memory()
             try:
                 model = self._load_and_warm()
             except Exception as error:
+                backoff = policy.reload_failed(time.monotonic())
                 logger.error(
                     "%s: reload %d of model %r failed: %s; next try in %g s",
                     self.name,
-                    attempt,
+                    policy.reload_attempts,
                     self.model_id,
                     error,
                     backoff,
                 )
-                if not self._down(failed, f"{what} and could not be reloaded ({error})", backoff):
+                if not self._down(failed, f"{what} and could not be reloaded ({error})"):
                     return None
                 failed = []
-                backoff = min(backoff * 2, self.max_reload_backoff_s)
-                attempt += 1
+                policy.reload_began()
                 continue
-            self.restarts += 1
-            self._failed_in_a_row = 0
+            policy.reload_succeeded()
             logger.info(
                 "%s: model %r reloaded (restart %d)", self.name, self.model_id, self.restarts
             )
             message = f"{what} and was reloaded; this frame was not made, the next one will be"
-            waited = self._take(sys.maxsize, timeout=0) or []
-            _deliver(_failed(failed, MODEL_RESTARTED, message))
-            _deliver(_failed(_untried(waited), MODEL_RESTARTED, message))
+            waited = self._take_all(timeout=0) or []
+            _deliver(_failed(failed, policy.held_code, message))
+            _deliver(_failed(_untried(waited), policy.held_code, message))
             return model
 
-    def _down(self, failed: list[_Done], what: str, backoff: float) -> bool:
-        """No model until the next reload, `backoff` seconds from now: fail `failed`,
-        and each frame that comes meanwhile, at once. False when the worker is stopping."""
-        retry_at = time.monotonic() + backoff
+    def _down(self, failed: list[_Done], what: str) -> bool:
+        """No model until the next reload is due: fail `failed`, and each frame that
+        comes meanwhile, at once. False when the worker is stopping."""
+        policy = self.restart_policy
         while True:
-            left = retry_at - time.monotonic()
-            message = f"{what}; trying again in {max(left, 0):.1f} s"
-            _deliver(_failed(failed, MODEL_UNAVAILABLE, message))
-            if left <= 0:
+            now = time.monotonic()
+            left = policy.retry_in(now)
+            message = f"{what}; trying again in {left:.1f} s"
+            _deliver(_failed(failed, policy.held_code, message))
+            if policy.retry_due(now):
                 return True
-            taken = self._take(sys.maxsize, timeout=left)
+            taken = self._take_all(timeout=left)
             if taken is None:
                 return False
             failed = _untried(taken)

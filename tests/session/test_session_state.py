@@ -8,7 +8,8 @@ import pytest
 
 from frames.frame import Frame
 from models.effects import INVERT
-from session.session import Job, Session, SessionState
+from session.jobs import Job
+from session.session import Session, SessionState
 
 
 def make_session() -> Session:

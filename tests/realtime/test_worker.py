@@ -15,8 +15,8 @@ from frames.frame import Frame, Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
 from models.effects import INVERT, load_invert
 from models.memory import recover_from_oom
-from realtime.server.worker import JobResult, ModelWorker
-from session.session import Job
+from realtime.server.worker import ModelWorker
+from session.jobs import Job, JobResult
 
 FAILING = ModelInfo("fails-on-odd", "raises on frames whose first pixel is odd", "effect", 4, 4)
 
