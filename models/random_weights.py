@@ -57,16 +57,15 @@ copy has it, and the architecture fields are the repo's:
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from models.tiny_parts import byte_tokenizer
 
 if TYPE_CHECKING:
     import torch
     from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-    from transformers import CLIPTokenizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +122,6 @@ _FAMILIES = {
 
 RANDOM_FAMILIES: tuple[str, ...] = tuple(_FAMILIES)
 
-_MAX_TOKENS = 77  # CLIP's context, as every family's text encoder has it
-
 
 def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> DiffusionPipeline:
     """Return `family`'s pipeline with its real architecture and random weights.
@@ -147,7 +144,7 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
 
     scheduler_config = _config(spec.scheduler)
     scheduler_class = _scheduler_class(spec.scheduler_class or scheduler_config["_class_name"])
-    tokenizer = _byte_tokenizer()
+    tokenizer = byte_tokenizer()
     # Created on `device`, in float32, then cast: torch's default dtype is process-wide,
     # and another worker's thread may be running its model meanwhile.
     with torch.device(device):
@@ -223,22 +220,3 @@ def _pipeline_class(name: str) -> tuple[Any, dict[str, Any]]:
         "StableDiffusionXLPipeline": (StableDiffusionXLPipeline, {"add_watermarker": False}),
     }
     return classes[name]
-
-
-def _byte_tokenizer() -> CLIPTokenizer:
-    """A CLIP tokenizer whose tokens are bytes, as models/tiny.py builds it.
-
-    Its 514 ids (256 bytes, each also word-final, and the two specials) are far
-    below CLIP's 49408, and the end token has the highest id, which is where
-    CLIP's text encoders with the original eos id (2) read their pooled output.
-    """
-    from transformers import CLIPTokenizer
-
-    from models.tiny import _byte_vocab
-
-    with tempfile.TemporaryDirectory(prefix="realtime-tokenizer-") as folder:
-        vocab_file = Path(folder) / "vocab.json"
-        merges_file = Path(folder) / "merges.txt"
-        vocab_file.write_text(json.dumps(_byte_vocab()), encoding="utf-8")
-        merges_file.write_text("#version: 0.2\n", encoding="utf-8")
-        return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=_MAX_TOKENS)
