@@ -183,17 +183,17 @@ def load_tiny(device: str, folder: Path | None = None) -> FewStepModel:
     """Load the tiny model on `device` from `folder` (default: `tiny_weights_folder()`).
 
     A missing folder is built first. It is then loaded as the LCM family loads
-    a hub id (`models.lcm.load`), in fp32, with the AutoencoderTiny it was built with.
+    a hub id (`models.lcm.FAMILY.load`), in fp32, with the AutoencoderTiny it was built with.
     """
     import torch
 
-    from models import lcm
+    from models.lcm import FAMILY as LCM
 
     if folder is None:
         folder = tiny_weights_folder()
     elif not (folder / "model_index.json").is_file():
         build_tiny_pipeline(folder)
-    return lcm.load(str(folder), device, info=TINY, tiny_vae=None, dtype=torch.float32)
+    return LCM.load(str(folder), device, info=TINY, tiny_vae=None, dtype=torch.float32)
 
 
 def _carry_image(vae: AutoencoderTiny) -> None:
