@@ -43,8 +43,8 @@ from models.random_weights import build_random_pipeline
 from models.registry import random_weights_entry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-ORDER = ("sd-turbo", "lcm", "lcm-lora", "sdxl-turbo")
-"""Default order: smallest first, sdxl-turbo (2.6B-parameter UNet) last."""
+ORDER = tuple(sorted(FAMILIES, key=lambda name: FAMILIES[name].parameters))
+"""Default order: smallest first (`Family.parameters`), sdxl-turbo (2.6B-parameter UNet) last."""
 
 REFERENCE = (
     "Reference, published, not measured here: StreamDiffusion reports 93.9 fps img2img "

@@ -57,7 +57,7 @@ class Model(Protocol):
     `run` takes frames at `info.width` x `info.height` (or None, see ModelInput)
     and returns one output per input, in order, at that size. It may raise; the worker reports the
     error to the sessions of that batch and goes on, and reloads the model when
-    it keeps raising (session/worker.py).
+    it keeps raising (realtime/server/worker.py, by session/restarts.py).
 
     Optionally, `recover(error) -> bool`: called after `run` raised `error`; free
     what the failure left behind and return True when the model is fine and the

@@ -8,10 +8,12 @@ frames, and runs the frames of several sessions through each UNet call together.
 
 What differs between families is chosen when it is built:
 
-- text conditioning, from the pipeline's components: one CLIP text encoder
-  (SD 1.x/2.x, LCM) or two (SDXL: pooled text embeds and size time ids too);
-- the timestep policy: "lcm" as LatentConsistencyModel*Pipeline sets the
-  timesteps, "img2img" as StableDiffusion(XL)Img2ImgPipeline does;
+- text conditioning, from the pipeline's components (`models.conditioning`):
+  one CLIP text encoder (SD 1.x/2.x, LCM) or two (SDXL: pooled text embeds
+  and size time ids too);
+- the timestep policy (`models.timesteps`): "lcm" as
+  LatentConsistencyModel*Pipeline sets the timesteps, "img2img" as
+  StableDiffusion(XL)Img2ImgPipeline does;
 - the scheduler, copied per session from the pipeline's (or a given one).
 
 There is no classifier-free guidance: turbo and LCM-LoRA are distilled to run
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,135 +37,13 @@ from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from frames.frame import Pixels
 from frames.tensors import pixels_to_tensor, tensor_to_pixels
 from models.base import ModelInfo, ModelInput
+from models.conditioning import Conditioning, guidance_scale_embedding, prompt_encoder_for
 from models.params import ParamValue
-
-TimestepPolicy = Literal["lcm", "img2img"]
-"""Which pipeline's timesteps an input frame gets (text-to-image always runs the full schedule):
-"lcm": LCM's own img2img schedule (`set_timesteps(steps, strength=...)`), at least one step;
-"img2img": the last int(steps x strength) timesteps of a `steps`-step schedule."""
-
-
-@dataclass(frozen=True, slots=True)
-class Conditioning:
-    """Prompts as the UNet takes them: one from a prompt encoder, several from `batch`."""
-
-    prompt_embeds: torch.Tensor
-    added: Mapping[str, torch.Tensor] | None = None
-    """SDXL's `added_cond_kwargs`: the pooled `text_embeds` and the size `time_ids`."""
-
-    @staticmethod
-    def batch(items: Sequence[Conditioning]) -> Conditioning:
-        """Several prompts' conditioning as one batch, in order."""
-        embeds = torch.cat([item.prompt_embeds for item in items])
-        added = [item.added for item in items if item.added is not None]
-        if not added:
-            return Conditioning(embeds)
-        return Conditioning(
-            embeds, {name: torch.cat([a[name] for a in added]) for name in added[0]}
-        )
-
-
-class ClipPromptEncoder:
-    """SD 1.x/2.x and LCM: the last hidden state of one CLIP text encoder.
-
-    As StableDiffusionImg2ImgPipeline.encode_prompt with clip_skip None.
-    """
-
-    def __init__(self, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel) -> None:
-        self.tokenizer = tokenizer
-        self.text_encoder = text_encoder
-
-    def __call__(self, prompt: str, height: int, width: int) -> Conditioning:
-        tokens = _tokenize(self.tokenizer, prompt)
-        device = self.text_encoder.device
-        attention_mask = None
-        if getattr(self.text_encoder.config, "use_attention_mask", False):
-            attention_mask = tokens.attention_mask.to(device)
-        embeds = self.text_encoder(tokens.input_ids.to(device), attention_mask=attention_mask)[0]
-        return Conditioning(embeds.to(dtype=self.text_encoder.dtype))
-
-
-class SdxlPromptEncoder:
-    """SDXL: both encoders' penultimate hidden states side by side, the second's
-    pooled projection, and the size conditioning (original size = target size =
-    the image's, no crop).
-
-    As StableDiffusionXL(Img2Img)Pipeline with clip_skip None and
-    requires_aesthetics_score False.
-    """
-
-    def __init__(
-        self,
-        tokenizers: tuple[CLIPTokenizer, CLIPTokenizer],
-        text_encoders: tuple[CLIPTextModel, CLIPTextModelWithProjection],
-    ) -> None:
-        self.tokenizers = tokenizers
-        self.text_encoders = text_encoders
-
-    def __call__(self, prompt: str, height: int, width: int) -> Conditioning:
-        hidden_states = []
-        pooled = None
-        for tokenizer, text_encoder in zip(self.tokenizers, self.text_encoders, strict=True):
-            input_ids = _tokenize(tokenizer, prompt).input_ids.to(text_encoder.device)
-            output = text_encoder(input_ids, output_hidden_states=True)
-            # Only the projection model's first output is 2-D: the pooled prompt.
-            if pooled is None and output[0].ndim == 2:
-                pooled = output[0]
-            hidden_states.append(output.hidden_states[-2])
-        if pooled is None:
-            raise ValueError("SDXL's second text encoder must be a CLIPTextModelWithProjection")
-        embeds = torch.concat(hidden_states, dim=-1).to(dtype=self.text_encoders[-1].dtype)
-        # original_size + crops_coords_top_left + target_size
-        time_ids = torch.tensor(
-            [[height, width, 0, 0, height, width]], dtype=embeds.dtype, device=embeds.device
-        )
-        return Conditioning(embeds, {"text_embeds": pooled, "time_ids": time_ids})
-
-
-class PromptEncoder(Protocol):
-    """A family's text conditioning: a prompt, for an image of height x width."""
-
-    def __call__(self, prompt: str, height: int, width: int) -> Conditioning: ...
-
-
-def prompt_encoder_for(pipeline: DiffusionPipeline) -> PromptEncoder:
-    """The text conditioning `pipeline`'s components call for: SDXL's with two encoders."""
-    if getattr(pipeline, "text_encoder_2", None) is not None:
-        return SdxlPromptEncoder(
-            (pipeline.tokenizer, pipeline.tokenizer_2),
-            (pipeline.text_encoder, pipeline.text_encoder_2),
-        )
-    return ClipPromptEncoder(pipeline.tokenizer, pipeline.text_encoder)
-
-
-class _Scheduler(Protocol):
-    """What the loop uses of a diffusers scheduler (LCM, Euler, Euler ancestral, ...)."""
-
-    config: Mapping[str, Any]
-    order: int
-    timesteps: torch.Tensor
-    init_noise_sigma: float | torch.Tensor
-
-    def set_timesteps(self, num_inference_steps: int, device: torch.device, **kw: Any) -> None: ...
-    def set_begin_index(self, begin_index: int) -> None: ...
-    def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor: ...
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor,
-        sample: torch.Tensor,
-        *,
-        generator: torch.Generator,
-        return_dict: Literal[False],
-    ) -> tuple[torch.Tensor, ...]: ...
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor: ...
+from models.timesteps import Scheduler, TimestepPolicy, set_timesteps
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +64,7 @@ class _Frame:
     pixels: Pixels | None
     conditioning: Conditioning
     timestep_cond: torch.Tensor | None
-    scheduler: _Scheduler
+    scheduler: Scheduler
     timesteps: torch.Tensor
     seeded: _SeededNoise
     generator: torch.Generator
@@ -282,7 +162,7 @@ class FewStepModel:
             height, width = pixels.shape[:2]
         if "scheduler" not in state:
             state["scheduler"] = self.scheduler_class.from_config(self.scheduler_config)
-        scheduler: _Scheduler = state["scheduler"]
+        scheduler: Scheduler = state["scheduler"]
         strength = None if pixels is None else float(params["strength"])
         timesteps = self._set_timesteps(scheduler, int(params["steps"]), strength)
         latent_shape = (
@@ -370,16 +250,10 @@ class FewStepModel:
         ]
 
     def _set_timesteps(
-        self, scheduler: _Scheduler, steps: int, strength: float | None
+        self, scheduler: Scheduler, steps: int, strength: float | None
     ) -> torch.Tensor:
         """Set `scheduler` up for one frame; return the timesteps it runs. None: text to image."""
-        if strength is None:
-            scheduler.set_timesteps(steps, device=self.device)
-            return scheduler.timesteps
-        if self.timestep_policy == "lcm":
-            _set_lcm_timesteps(scheduler, steps, strength, self.device)
-            return scheduler.timesteps
-        return _set_img2img_timesteps(scheduler, steps, strength, self.device)
+        return set_timesteps(scheduler, self.timestep_policy, steps, strength, self.device)
 
     def _conditioning(
         self, prompt: str, height: int, width: int, state: dict[str, Any]
@@ -415,71 +289,3 @@ class FewStepModel:
         seeded = _SeededNoise(key, posterior_noise, noise, generator.get_state())
         state["noise"] = seeded
         return seeded
-
-
-def guidance_scale_embedding(w: torch.Tensor, embedding_dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of guidance weights `w` (shape (batch,)), as LCM was distilled with.
-
-    The pipeline's `get_guidance_scale_embedding`, op for op: with w * 1000 in
-    the thousands, any other rounding of the frequencies shows in the sines.
-    """
-    w = w * 1000.0
-    half_dim = embedding_dim // 2
-    exponent = torch.log(torch.tensor(10000.0)) / (half_dim - 1)
-    frequencies = torch.exp(torch.arange(half_dim, dtype=torch.float32) * -exponent)
-    angles = w.to(torch.float32)[:, None] * frequencies[None, :]
-    embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-    if embedding_dim % 2 == 1:
-        embedding = torch.nn.functional.pad(embedding, (0, 1))
-    return embedding
-
-
-def _tokenize(tokenizer: CLIPTokenizer, prompt: str) -> Any:
-    # As the pipelines' encode_prompt: padded to the tokenizer's full length.
-    return tokenizer(
-        prompt,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    )
-
-
-def _set_img2img_timesteps(
-    scheduler: _Scheduler, steps: int, strength: float, device: torch.device
-) -> torch.Tensor:
-    """As StableDiffusion(XL)Img2ImgPipeline: the last int(steps x strength) of `steps` timesteps.
-
-    Raises ValueError when that is none; the families using this policy declare
-    a steps x strength constraint so that a session never gets there.
-    """
-    scheduler.set_timesteps(steps, device=device)
-    init_timestep = min(int(steps * strength), steps)
-    if init_timestep < 1:
-        raise ValueError(f"strength {strength:g} x steps {steps} runs no denoising step")
-    t_start = max(steps - init_timestep, 0) * scheduler.order
-    scheduler.set_begin_index(t_start)
-    return scheduler.timesteps[t_start:]
-
-
-def _set_lcm_timesteps(
-    scheduler: _Scheduler, steps: int, strength: float, device: torch.device
-) -> None:
-    """Give `scheduler` the LCM pipeline's timesteps for `steps` and `strength`, or the nearest.
-
-    LCM draws img2img timesteps from the first int(original_inference_steps *
-    strength) timesteps of its distillation schedule, and diffusers raises
-    ValueError when that leaves fewer than `steps`. A strength slider dragged
-    toward 0 must not fail the session, so run as many steps as exist, and at
-    least one: a frame with none would bypass the model (no prompt, no noise,
-    not even the VAE's look) and the output would jump between two styles as
-    the slider crosses the threshold. That one step is at the schedule's
-    smallest timestep, the least change LCM can make.
-    """
-    original_steps: int = scheduler.config["original_inference_steps"]
-    available = int(original_steps * strength)
-    if available >= 1:
-        scheduler.set_timesteps(min(steps, available), device=device, strength=strength)
-    else:
-        # 1.5 / n, not 1 / n: int(n * (1 / n)) can round down to 0.
-        scheduler.set_timesteps(1, device=device, strength=min(1.0, 1.5 / original_steps))

@@ -1,7 +1,8 @@
 """What the diffusion families share: loading their pipeline, and their params.
 
 Loading is one path for a hub id and a local folder (`models.loading`), with
-AutoencoderTiny swapped in for the full VAE, fp16 on CUDA and fp32 elsewhere.
+AutoencoderTiny swapped in for the full VAE, fp16 on CUDA and fp32 elsewhere,
+and a LoRA fused into the weights where a family has one (`models.family`).
 Importing this module is cheap and torch-free, as the families' modules are.
 """
 
@@ -23,6 +24,17 @@ TAESD = "madebyollin/taesd"
 """The tiny autoencoder of SD 1.x/2.x latents (sd-turbo, LCM, LCM-LoRA)."""
 TAESDXL = "madebyollin/taesdxl"
 """The tiny autoencoder of SDXL latents (sdxl-turbo)."""
+
+NO_SAFETY_CHECKER: Mapping[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
+"""The options that build SD's and LCM's pipelines without their safety checker: only
+the pipeline's `__call__` would run it."""
+
+
+def diffusers_class(name: str) -> Any:
+    """The diffusers class called `name` (a pipeline or a scheduler), imported when asked."""
+    import diffusers
+
+    return getattr(diffusers, name)
 
 
 def load_family_pipeline(
@@ -59,6 +71,15 @@ def load_tiny_vae(source: str, dtype: torch.dtype) -> AutoencoderTiny:
     with load_errors(source):
         vae: AutoencoderTiny = AutoencoderTiny.from_pretrained(local_or_hub(source), dtype=dtype)
     return vae
+
+
+def fuse_lora(pipeline: Any, lora: str) -> None:
+    """Fuse the LoRA at `lora` (a hub id or a folder) into `pipeline`'s UNet. Fused into the
+    weights, it costs nothing per step; unloading then drops its layers."""
+    with load_errors(lora):
+        pipeline.load_lora_weights(local_or_hub(lora))
+    pipeline.fuse_lora()
+    pipeline.unload_lora_weights()
 
 
 # The params the few-step families share.

@@ -1,10 +1,11 @@
 """Real architectures with random weights: honest speed measurements without the weights.
 
 `--random-weights` builds a family's pipeline from the configs shipped in
-models/configs/, so every layer, shape and scheduler is the real model's and
-only the weights are random: the outputs are noise, the timings are real.
-The vae is the family's tiny autoencoder (TAESD or TAESDXL), as the server
-runs it; the tokenizer is a byte-level CLIP tokenizer, because the real
+models/configs/ (the folders its `Family.random_configs` names), so every
+layer, shape and scheduler is the real model's and only the weights are
+random: the outputs are noise, the timings are real. The vae is the family's
+tiny autoencoder (TAESD or TAESDXL), as the server runs it; the tokenizer is
+a byte-level CLIP tokenizer (`models.tiny_parts`), because the real
 vocabulary is a download too.
 
 Importing this module is cheap: torch, diffusers and transformers are
@@ -57,73 +58,19 @@ copy has it, and the architecture fields are the repo's:
 from __future__ import annotations
 
 import json
-import tempfile
-from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
+
+from models.families import FAMILIES
+from models.pipelines import diffusers_class
+from models.tiny_parts import byte_tokenizer
 
 if TYPE_CHECKING:
     import torch
     from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-    from transformers import CLIPTokenizer
 
-
-@dataclass(frozen=True, slots=True)
-class _Family:
-    """Where a family's configs are, as paths under models/configs/."""
-
-    pipeline: str
-    unet: str
-    text_encoders: tuple[str, ...]
-    """text_encoder, then text_encoder_2 (SDXL's, with projection) if any."""
-    scheduler: str
-    vae: str
-    scheduler_class: str | None = None
-    """Replaces the scheduler config's own class (LCM-LoRA runs its base with LCM)."""
-
-
-_FAMILIES = {
-    "sd-turbo": _Family(
-        pipeline="StableDiffusionPipeline",
-        unet="sd-turbo/unet/config.json",
-        text_encoders=("sd-turbo/text_encoder/config.json",),
-        scheduler="sd-turbo/scheduler/scheduler_config.json",
-        vae="taesd/config.json",
-    ),
-    "sdxl-turbo": _Family(
-        pipeline="StableDiffusionXLPipeline",
-        unet="sdxl-turbo/unet/config.json",
-        text_encoders=(
-            "sdxl-turbo/text_encoder/config.json",
-            "sdxl-turbo/text_encoder_2/config.json",
-        ),
-        scheduler="sdxl-turbo/scheduler/scheduler_config.json",
-        vae="taesdxl/config.json",
-    ),
-    "lcm": _Family(
-        pipeline="LatentConsistencyModelPipeline",
-        unet="lcm-dreamshaper-v7/unet/config.json",
-        text_encoders=("lcm-dreamshaper-v7/text_encoder/config.json",),
-        scheduler="lcm-dreamshaper-v7/scheduler/scheduler_config.json",
-        vae="taesd/config.json",
-    ),
-    # The LoRA is fused into the weights, so with random weights LCM-LoRA is its
-    # SD 1.5 base driven by LCMScheduler.from_config(base scheduler config), the
-    # way diffusers' LCM-LoRA recipe sets it up.
-    "lcm-lora": _Family(
-        pipeline="StableDiffusionPipeline",
-        unet="stable-diffusion-v1-5/unet/config.json",
-        text_encoders=("stable-diffusion-v1-5/text_encoder/config.json",),
-        scheduler="stable-diffusion-v1-5/scheduler/scheduler_config.json",
-        vae="taesd/config.json",
-        scheduler_class="LCMScheduler",
-    ),
-}
-
-RANDOM_FAMILIES: tuple[str, ...] = tuple(_FAMILIES)
-
-_MAX_TOKENS = 77  # CLIP's context, as every family's text encoder has it
+RANDOM_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
 
 
 def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> DiffusionPipeline:
@@ -134,7 +81,7 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
     `device="meta"` builds the structure without memory (for counting parameters).
     """
     try:
-        spec = _FAMILIES[family]
+        spec = FAMILIES[family]
     except KeyError:
         raise ValueError(
             f"no random-weights family {family!r}; known: {', '.join(RANDOM_FAMILIES)}"
@@ -145,20 +92,25 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    scheduler_config = _config(spec.scheduler)
-    scheduler_class = _scheduler_class(spec.scheduler_class or scheduler_config["_class_name"])
-    tokenizer = _byte_tokenizer()
+    folder = spec.random_configs.pipeline
+    scheduler_config = _config(folder, "scheduler", "scheduler_config.json")
+    scheduler_class = diffusers_class(spec.scheduler or scheduler_config["_class_name"])
+    tokenizer = byte_tokenizer()
     # Created on `device`, in float32, then cast: torch's default dtype is process-wide,
     # and another worker's thread may be running its model meanwhile.
     with torch.device(device):
         components: dict[str, Any] = {
-            "unet": UNet2DConditionModel.from_config(_config(spec.unet)),
-            "vae": AutoencoderTiny.from_config(_config(spec.vae)),
+            "unet": UNet2DConditionModel.from_config(_config(folder, "unet", "config.json")),
+            "vae": AutoencoderTiny.from_config(_config(spec.random_configs.vae, "config.json")),
         }
-        for index, path in enumerate(spec.text_encoders):
-            suffix = f"_{index + 1}" if index else ""
-            encoder_class = CLIPTextModelWithProjection if index else CLIPTextModel
-            encoder_config = CLIPTextConfig.from_dict(_config(path))
+        # text_encoder, then text_encoder_2 (SDXL's, with projection) if any.
+        for suffix in ("", "_2"):
+            if not _has_config(folder, f"text_encoder{suffix}", "config.json"):
+                break
+            encoder_class = CLIPTextModelWithProjection if suffix else CLIPTextModel
+            encoder_config = CLIPTextConfig.from_dict(
+                _config(folder, f"text_encoder{suffix}", "config.json")
+            )
             assert len(tokenizer) <= encoder_config.vocab_size, "token ids must fit the encoder"
             components[f"text_encoder{suffix}"] = encoder_class(encoder_config)
             components[f"tokenizer{suffix}"] = tokenizer
@@ -169,76 +121,23 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
             component.eval()  # as from_pretrained leaves them: no dropout
     components["scheduler"] = scheduler_class.from_config(scheduler_config)
 
-    pipeline_class, options = _pipeline_class(spec.pipeline)
-    pipeline: DiffusionPipeline = pipeline_class(**components, **options)
+    # Its options leave out what random weights have no use for (a safety checker would
+    # be one more random network judging noise), and so does an image processor.
+    pipeline_class = diffusers_class(spec.pipeline_classes[0])
+    pipeline: DiffusionPipeline = pipeline_class(
+        **components, feature_extractor=None, **spec.pipeline_options
+    )
     return pipeline
 
 
-def _config(path: str) -> dict[str, Any]:
-    file = resources.files("models").joinpath("configs")
-    for part in path.split("/"):
-        file = file.joinpath(part)
-    config: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+def _has_config(*path: str) -> bool:
+    return _config_file(*path).is_file()
+
+
+def _config(*path: str) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(_config_file(*path).read_text(encoding="utf-8"))
     return config
 
 
-def _scheduler_class(name: str) -> Any:
-    # From their modules, not `diffusers`: see models/few_step.py.
-    from diffusers.schedulers.scheduling_euler_ancestral_discrete import (
-        EulerAncestralDiscreteScheduler,
-    )
-    from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
-    from diffusers.schedulers.scheduling_lcm import LCMScheduler
-
-    classes: dict[str, Any] = {
-        "EulerDiscreteScheduler": EulerDiscreteScheduler,
-        "EulerAncestralDiscreteScheduler": EulerAncestralDiscreteScheduler,
-        "LCMScheduler": LCMScheduler,
-    }
-    return classes[name]
-
-
-def _pipeline_class(name: str) -> tuple[Any, dict[str, Any]]:
-    """The pipeline class and the options that leave out what random weights cannot use."""
-    from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_text2img import (
-        LatentConsistencyModelPipeline,
-    )
-    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
-        StableDiffusionPipeline,
-    )
-    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
-        StableDiffusionXLPipeline,
-    )
-
-    # A safety checker would be one more random network judging noise.
-    no_safety_checker = {
-        "safety_checker": None,
-        "feature_extractor": None,
-        "requires_safety_checker": False,
-    }
-    classes: dict[str, tuple[Any, dict[str, Any]]] = {
-        "StableDiffusionPipeline": (StableDiffusionPipeline, no_safety_checker),
-        "LatentConsistencyModelPipeline": (LatentConsistencyModelPipeline, no_safety_checker),
-        # Watermarking needs the invisible-watermark package and changes no timing that matters.
-        "StableDiffusionXLPipeline": (StableDiffusionXLPipeline, {"add_watermarker": False}),
-    }
-    return classes[name]
-
-
-def _byte_tokenizer() -> CLIPTokenizer:
-    """A CLIP tokenizer whose tokens are bytes, as models/tiny.py builds it.
-
-    Its 514 ids (256 bytes, each also word-final, and the two specials) are far
-    below CLIP's 49408, and the end token has the highest id, which is where
-    CLIP's text encoders with the original eos id (2) read their pooled output.
-    """
-    from transformers import CLIPTokenizer
-
-    from models.tiny import _byte_vocab
-
-    with tempfile.TemporaryDirectory(prefix="realtime-tokenizer-") as folder:
-        vocab_file = Path(folder) / "vocab.json"
-        merges_file = Path(folder) / "merges.txt"
-        vocab_file.write_text(json.dumps(_byte_vocab()), encoding="utf-8")
-        merges_file.write_text("#version: 0.2\n", encoding="utf-8")
-        return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=_MAX_TOKENS)
+def _config_file(*path: str) -> Traversable:
+    return resources.files("models").joinpath("configs", *path)

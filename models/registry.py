@@ -13,9 +13,9 @@ import logging
 from collections.abc import Mapping
 from functools import partial
 
-from models import effects, lcm, tiny
+from models import effects, tiny
 from models.base import Model, ModelEntry, ModelInfo
-from models.families import FAMILIES, Family, detect_family
+from models.families import FAMILIES, LCM_LORA, Family, detect_family
 from models.loading import ModelLoadError, is_path, read_model_index
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "tiny"
 """Served when no --model is given: runs on a CPU and needs no download."""
 
-LORA_PREFIX = "lcm-lora:"
+LORA_PREFIX = f"{LCM_LORA.name}:"
 
 
 class UnknownModelSpec(ValueError):
@@ -87,7 +87,7 @@ def resolve_model(spec: str, *, random_weights: bool = False, vae: str = TINY_VA
     supported.
     """
     if spec.startswith(LORA_PREFIX):
-        family, source = FAMILIES[lcm.LORA_NAME], spec.removeprefix(LORA_PREFIX)
+        family, source = LCM_LORA, spec.removeprefix(LORA_PREFIX)
     elif spec in FAMILIES:
         family = FAMILIES[spec]
         source = family.hub_id
@@ -141,8 +141,8 @@ def weight_sources(spec: str) -> tuple[str, ...]:
     id's sources (none for models built here), LCM-LoRA's base, LoRA and tiny VAE, or
     the hub id itself (whose family, and so its tiny VAE, shows once it is fetched)."""
     if spec.startswith(LORA_PREFIX):
-        family = FAMILIES[lcm.LORA_NAME]
-        return _weight_sources(family, spec.removeprefix(LORA_PREFIX), _tiny_vae(family, TINY_VAE))
+        source = spec.removeprefix(LORA_PREFIX)
+        return _weight_sources(LCM_LORA, source, _tiny_vae(LCM_LORA, TINY_VAE))
     if spec in REGISTRY:
         return REGISTRY[spec].sources
     return (spec,)

@@ -13,23 +13,27 @@ imported when the model is built or loaded.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from models.base import ModelInfo
 from models.params import ParamSpec
+from models.tiny_parts import (
+    byte_text_config,
+    byte_tokenizer,
+    small_autoencoder_tiny,
+    two_level_unet,
+)
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTokenizer
 
     from models.few_step import FewStepModel
 
@@ -81,10 +85,6 @@ TINY = ModelInfo(
 
 _FOLDER_NAME = "tiny-v1"  # Bump the version whenever build_tiny_pipeline builds differently.
 
-# The tokenizer: CLIP's byte-level BPE with no merges, so every byte is a token.
-_START, _END = "<|startoftext|>", "<|endoftext|>"
-_MAX_TOKENS = 77
-
 # Gains on the random init, chosen by looking at outputs. Without them the
 # latent carries almost none of the image, and changing the prompt or the
 # guidance moves the output by less than one level.
@@ -115,8 +115,6 @@ def build_tiny_pipeline(folder: Path) -> None:
     discard theirs. An existing `folder` is left as it is.
     """
     import torch
-    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
-    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
         LatentConsistencyModelImg2ImgPipeline,
     )
@@ -132,14 +130,9 @@ def build_tiny_pipeline(folder: Path) -> None:
         # Seeded without disturbing the caller's random state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            unet = UNet2DConditionModel(
+            unet = two_level_unet(
                 sample_size=32,
-                in_channels=4,
-                out_channels=4,
                 block_out_channels=(32, 64),
-                layers_per_block=1,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
                 cross_attention_dim=32,
                 attention_head_dim=8,
                 norm_num_groups=32,
@@ -149,15 +142,8 @@ def build_tiny_pipeline(folder: Path) -> None:
                 addition_embed_type="text",
                 addition_embed_type_num_heads=4,
             )
-            # Full-resolution layers dominate a VAE's cost; with none but a conv at each
-            # end (num blocks 0 there) and 12 channels, encode + decode take ~15 ms on CPU.
-            vae = AutoencoderTiny(
-                encoder_block_out_channels=(12, 12, 12, 12),
-                decoder_block_out_channels=(12, 12, 12, 12),
-                num_encoder_blocks=(0, 1, 1, 1),
-                num_decoder_blocks=(1, 1, 1, 0),
-                latent_channels=4,
-            )
+            # 12 channels: encode + decode take ~15 ms on a CPU.
+            vae = small_autoencoder_tiny(12)
             text_encoder = CLIPTextModel(
                 byte_text_config(
                     tokenizer,
@@ -172,7 +158,7 @@ def build_tiny_pipeline(folder: Path) -> None:
                 _amplify_conditioning(unet)
 
         pipeline = LatentConsistencyModelImg2ImgPipeline(
-            vae=vae,
+            vae=vae,  # type: ignore[arg-type]  # annotated AutoencoderKL; any VAE works
             text_encoder=text_encoder,
             tokenizer=tokenizer,
             unet=unet,
@@ -197,63 +183,17 @@ def load_tiny(device: str, folder: Path | None = None) -> FewStepModel:
     """Load the tiny model on `device` from `folder` (default: `tiny_weights_folder()`).
 
     A missing folder is built first. It is then loaded as the LCM family loads
-    a hub id (`models.lcm.load`), in fp32, with the AutoencoderTiny it was built with.
+    a hub id (`models.lcm.FAMILY.load`), in fp32, with the AutoencoderTiny it was built with.
     """
     import torch
 
-    from models import lcm
+    from models.lcm import FAMILY as LCM
 
     if folder is None:
         folder = tiny_weights_folder()
     elif not (folder / "model_index.json").is_file():
         build_tiny_pipeline(folder)
-    return lcm.load(str(folder), device, info=TINY, tiny_vae=None, dtype=torch.float32)
-
-
-def byte_tokenizer(folder: Path) -> CLIPTokenizer:
-    """Write a CLIP tokenizer whose every byte is a token (no merges) to `folder`, and return it.
-
-    It needs no trained vocabulary, so random-weight models can take any prompt;
-    give their text encoders `byte_text_config(tokenizer, ...)`.
-    """
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    # vocab.json and merges.txt are what older transformers' CLIPTokenizer reads.
-    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=_MAX_TOKENS
-    )
-
-
-def byte_text_config(tokenizer: CLIPTokenizer, **sizes: Any) -> CLIPTextConfig:
-    """A CLIP text encoder's config for `byte_tokenizer`'s vocabulary; `sizes` are its
-    dimensions (hidden_size, num_hidden_layers, projection_dim, ...)."""
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **sizes,
-    )
-
-
-def _byte_vocab() -> dict[str, int]:
-    # GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others
-    # are shifted past 255 so that every byte is one visible character.
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    shifted = [byte for byte in range(256) if byte not in printable]
-    characters = [chr(byte) for byte in printable] + [chr(256 + i) for i in range(len(shifted))]
-    tokens = characters + [character + "</w>" for character in characters] + [_START, _END]
-    return {token: index for index, token in enumerate(tokens)}
+    return LCM.load(str(folder), device, info=TINY, tiny_vae=None, dtype=torch.float32)
 
 
 def _carry_image(vae: AutoencoderTiny) -> None:

@@ -9,16 +9,17 @@ hold a full AutoencoderKL, as the hub's do, and the tiny VAE has its own folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import (
     AutoencoderKL,
-    AutoencoderTiny,
+    DiffusionPipeline,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     LatentConsistencyModelPipeline,
@@ -32,7 +33,12 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from models.tiny import byte_text_config, byte_tokenizer
+from models.tiny_parts import (
+    byte_text_config,
+    byte_tokenizer,
+    small_autoencoder_tiny,
+    two_level_unet,
+)
 
 # Stable Diffusion's noise schedule, shared by every family here.
 _BETAS = {
@@ -72,33 +78,19 @@ def build_family_folders(root: Path) -> FamilyFolders:
 def build_tiny_vae(folder: Path) -> Path:
     """An AutoencoderTiny (as madebyollin/taesd: 4 latent channels, 8x smaller) in `folder`."""
     with _seeded():
-        vae = AutoencoderTiny(
-            encoder_block_out_channels=(8, 8, 8, 8),
-            decoder_block_out_channels=(8, 8, 8, 8),
-            num_encoder_blocks=(0, 1, 1, 1),
-            num_decoder_blocks=(1, 1, 1, 0),
-            latent_channels=4,
-        )
+        vae = small_autoencoder_tiny(8)
     vae.save_pretrained(folder)
     return folder
 
 
 def build_sd(folder: Path) -> Path:
     """A StableDiffusionPipeline as stabilityai/sd-turbo: Euler with "trailing" timesteps."""
-    tokenizer = byte_tokenizer(folder / "tokenizer")
-    with _seeded():
-        pipeline = StableDiffusionPipeline(
-            vae=_full_vae(),
-            text_encoder=CLIPTextModel(byte_text_config(tokenizer, hidden_size=16, **_TEXT_SIZES)),
-            tokenizer=tokenizer,
-            unet=_unet(cross_attention_dim=16),
-            scheduler=EulerDiscreteScheduler(**_BETAS, timestep_spacing="trailing"),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    pipeline.save_pretrained(folder)
-    return folder
+    return _build_one_encoder(
+        StableDiffusionPipeline,
+        folder,
+        unet={},
+        scheduler=partial(EulerDiscreteScheduler, **_BETAS, timestep_spacing="trailing"),
+    )
 
 
 def build_sdxl(folder: Path) -> Path:
@@ -136,14 +128,31 @@ def build_sdxl(folder: Path) -> Path:
 def build_lcm(folder: Path) -> Path:
     """A LatentConsistencyModelPipeline as SimianLuo/LCM_Dreamshaper_v7: a UNet that takes
     the guidance embedding (`time_cond_proj_dim`), LCMScheduler."""
+    return _build_one_encoder(
+        LatentConsistencyModelPipeline,
+        folder,
+        unet={"time_cond_proj_dim": 32},
+        scheduler=partial(LCMScheduler, **_BETAS),
+    )
+
+
+def _build_one_encoder(
+    pipeline_class: type[DiffusionPipeline],
+    folder: Path,
+    *,
+    unet: dict[str, Any],
+    scheduler: Callable[[], Any],
+) -> Path:
+    """A pipeline of SD 1.x/2.x's structure, one text encoder, saved in `folder`; `unet`
+    adds to the UNet's structure."""
     tokenizer = byte_tokenizer(folder / "tokenizer")
     with _seeded():
-        pipeline = LatentConsistencyModelPipeline(
+        pipeline = pipeline_class(
             vae=_full_vae(),
             text_encoder=CLIPTextModel(byte_text_config(tokenizer, hidden_size=16, **_TEXT_SIZES)),
             tokenizer=tokenizer,
-            unet=_unet(cross_attention_dim=16, time_cond_proj_dim=32),
-            scheduler=LCMScheduler(**_BETAS),
+            unet=_unet(cross_attention_dim=16, **unet),
+            scheduler=scheduler(),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -172,15 +181,9 @@ def build_lcm_lora(folder: Path, base: Path) -> Path:
 
 
 def _unet(**structure: Any) -> UNet2DConditionModel:
-    # One down and one up level with cross-attention, as small as the blocks allow.
-    return UNet2DConditionModel(
+    return two_level_unet(
         sample_size=8,
-        in_channels=4,
-        out_channels=4,
         block_out_channels=(16, 32),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=4,
         norm_num_groups=8,
         **structure,

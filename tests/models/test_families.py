@@ -28,7 +28,6 @@ from family_builders import FamilyFolders
 from PIL import Image
 
 from frames.frame import Pixels
-from models import lcm, sd_turbo
 from models.base import ModelInput
 from models.families import FAMILIES, LCM, LCM_LORA, SD_TURBO, SDXL_TURBO, Family, detect_family
 from models.few_step import FewStepModel
@@ -64,6 +63,15 @@ class Case:
         return 1.0 if self.family is LCM_LORA else 0.0
 
 
+TURBO_SETTINGS: tuple[Params, ...] = (
+    {"strength": 0.5, "steps": 2, "seed": 0},
+    {"strength": 1.0, "steps": 4, "seed": 7},
+    {"strength": 0.75, "steps": 4, "seed": 2**32 - 1},
+)
+"""sd-turbo's and sdxl-turbo's settings: the same params on either."""
+FOUR_STEPS_AT_HALF: Params = {"steps": 4, "strength": 0.5}
+"""Two steps, the last two of four: other timesteps than two steps at strength 1."""
+
 CASES = {
     case.family.name: case
     for case in (
@@ -72,24 +80,16 @@ CASES = {
             lambda folders: folders.sd,
             StableDiffusionImg2ImgPipeline,
             StableDiffusionPipeline,
-            (
-                {"strength": 0.5, "steps": 2, "seed": 0},
-                {"strength": 1.0, "steps": 4, "seed": 7},
-                {"strength": 0.75, "steps": 4, "seed": 2**32 - 1},
-            ),
-            {"steps": 4, "strength": 0.5},
+            TURBO_SETTINGS,
+            FOUR_STEPS_AT_HALF,
         ),
         Case(
             SDXL_TURBO,
             lambda folders: folders.sdxl,
             StableDiffusionXLImg2ImgPipeline,
             StableDiffusionXLPipeline,
-            (
-                {"strength": 0.5, "steps": 2, "seed": 0},
-                {"strength": 1.0, "steps": 4, "seed": 7},
-                {"strength": 0.75, "steps": 4, "seed": 2**32 - 1},
-            ),
-            {"steps": 4, "strength": 0.5},
+            TURBO_SETTINGS,
+            FOUR_STEPS_AT_HALF,
         ),
         Case(
             LCM,
@@ -113,7 +113,7 @@ CASES = {
                 {"strength": 1.0, "steps": 2, "seed": 7},
                 {"strength": 0.3, "steps": 8, "seed": 2**32 - 1},
             ),
-            {"steps": 4, "strength": 0.5},
+            FOUR_STEPS_AT_HALF,
         ),
     )
 }
@@ -125,7 +125,7 @@ def load_model(case: Case, folders: FamilyFolders, *, tiny_vae: bool = True) -> 
     vae = str(folders.tiny_vae) if tiny_vae else None
     source = str(case.source(folders))
     if case.family is LCM_LORA:
-        return lcm.load_lora(source, "cpu", info=info, tiny_vae=vae, lora=str(folders.lcm_lora))
+        return LCM_LORA.load(source, "cpu", info=info, tiny_vae=vae, lora=str(folders.lcm_lora))
     model: FewStepModel = case.family.load(source, "cpu", info=info, tiny_vae=vae)
     return model
 
@@ -388,10 +388,10 @@ def test_a_missing_tiny_vae_or_lora_raises_model_load_error(
 ) -> None:
     missing = str(tmp_path / "missing")
     with pytest.raises(ModelLoadError, match="no such folder") as raised:
-        sd_turbo.load(str(family_folders.sd), "cpu", tiny_vae=missing)
+        SD_TURBO.load(str(family_folders.sd), "cpu", tiny_vae=missing)
     assert raised.value.source == missing
     with pytest.raises(ModelLoadError, match="no such folder") as raised:
-        lcm.load_lora(
+        LCM_LORA.load(
             str(family_folders.sd), "cpu", tiny_vae=str(family_folders.tiny_vae), lora=missing
         )
     assert raised.value.source == missing

@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
+from models.families import FAMILIES
 from models.random_weights import RANDOM_FAMILIES, build_random_pipeline
 
 M = 1_000_000
@@ -66,6 +67,17 @@ def test_components_have_the_published_sizes(
     for name, size in PUBLISHED_SIZES[family].items():
         module = getattr(pipeline, name)
         assert parameter_count(module) == pytest.approx(size, rel=0.03), name
+
+
+@pytest.mark.parametrize("family", RANDOM_FAMILIES)
+def test_the_size_a_family_declares_is_its_unet_and_text_encoders(
+    family: str, meta_pipelines: dict[str, DiffusionPipeline]
+) -> None:
+    pipeline = meta_pipelines[family]
+    names = ["unet", "text_encoder", "text_encoder_2"]
+    modules = [getattr(pipeline, name, None) for name in names]
+    size = sum(parameter_count(module) for module in modules if module is not None)
+    assert size == pytest.approx(FAMILIES[family].parameters, rel=0.01)
 
 
 def test_lcm_unet_is_sd15_plus_its_guidance_projection(
