@@ -18,8 +18,7 @@ from frames.frame import Pixels
 from realtime.bench.config import BenchConfig
 from realtime.bench.records import SessionRecord
 from realtime.clients.webrtc import CameraTrack, RtcClient
-from realtime.clients.websocket import FrameOutput, StreamClient
-from session.protocol import Closing, ErrorMessage, FrameMessage
+from realtime.clients.websocket import StreamClient
 
 CAMERA_FRAMES = 30
 """Distinct synthetic frames each camera cycles through (a drifting pattern)."""
@@ -96,25 +95,13 @@ async def paced_sends(
 
 async def read_websocket(client: StreamClient, record: SessionRecord) -> None:
     with contextlib.suppress(ConnectionClosed):
-        while True:
-            message = await client.receive()
-            if isinstance(message, FrameOutput):
-                record.output(message.source_frame, message.dropped_frames)
-            elif isinstance(message, ErrorMessage):
-                record.errors += 1
-            elif isinstance(message, Closing):
-                return
+        while record.note(await client.receive()):
+            pass
 
 
 async def read_control(client: RtcClient, record: SessionRecord) -> None:
-    while True:
-        message = await client.receive_message()
-        if isinstance(message, FrameMessage):
-            record.output(message.source_frame, message.dropped_frames)
-        elif isinstance(message, ErrorMessage):
-            record.errors += 1
-        elif isinstance(message, Closing):
-            return
+    while record.note(await client.receive_message()):
+        pass
 
 
 async def read_video(client: RtcClient, record: SessionRecord) -> None:

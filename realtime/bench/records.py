@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from realtime.clients.websocket import FrameOutput
+from session.protocol import Closing, ErrorMessage, FrameMessage
+
 
 @dataclass(slots=True)
 class SessionRecord:
@@ -30,3 +33,12 @@ class SessionRecord:
             for number in [n for n in self.sent_at if n <= source_frame]:
                 del self.sent_at[number]  # outputs come in increasing source_frame order
         self.dropped_frames = max(self.dropped_frames, dropped_frames)
+
+    def note(self, message: object) -> bool:
+        """Count a message from the server (an output over either transport, an error);
+        False once it says the session is closing."""
+        if isinstance(message, FrameMessage | FrameOutput):
+            self.output(message.source_frame, message.dropped_frames)
+        elif isinstance(message, ErrorMessage):
+            self.errors += 1
+        return not isinstance(message, Closing)

@@ -16,9 +16,7 @@ from realtime.cli.arguments import (
     quality,
     size,
 )
-from realtime.server.config import ServerConfig
-
-DEFAULTS = ServerConfig()
+from realtime.cli.serve import DEFAULTS
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

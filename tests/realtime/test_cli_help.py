@@ -44,10 +44,8 @@ def test_help_prints_the_defaults() -> None:
     assert "%(default)" not in text
 
 
-def test_models_says_which_weights_are_here(tmp_path: Path) -> None:
-    hub = tmp_path / "hub"
-    snapshot = hub / "models--stabilityai--sd-turbo" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
+def listed_models(hub: Path) -> dict[str, str]:
+    """`realtime models` with `hub` as the Hugging Face cache: its lines by model id."""
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
     listed = subprocess.run(
         [sys.executable, "-m", "realtime", "models"],
@@ -57,17 +55,17 @@ def test_models_says_which_weights_are_here(tmp_path: Path) -> None:
         env=env,
     )
     assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+    return {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+
+
+def test_models_says_which_weights_are_here(tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--stabilityai--sd-turbo" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    rows = listed_models(hub)
     assert "built in" in rows["tiny"] and "built in" in rows["invert"]
     assert "missing (1 of 2)" in rows["sd-turbo"]  # its own weights, not TAESD
     assert "missing (2 of 2)" in rows["sdxl-turbo"]
     (hub / "models--madebyollin--taesd" / "snapshots" / "def").mkdir(parents=True)
-    listed = subprocess.run(
-        [sys.executable, "-m", "realtime", "models"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+    rows = listed_models(hub)
     assert " here " in rows["sd-turbo"]
