@@ -39,8 +39,8 @@ browser-deps:
 	fi
 
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/codecs.py
-	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python -m benchmarks.codecs
+	$(BIN)/python -m benchmarks.stream
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

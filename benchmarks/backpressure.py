@@ -1,7 +1,7 @@
 """Backpressure: a model slower than the camera, fed at 30 and 60 fps for a minute.
 
-    .venv/bin/python benchmarks/backpressure.py [--duration 60] [--delay-ms 100]
-    .venv/bin/python benchmarks/backpressure.py --model tiny
+    .venv/bin/python -m benchmarks.backpressure [--duration 60] [--delay-ms 100]
+    .venv/bin/python -m benchmarks.backpressure --model tiny
 
 One `realtime serve` process on loopback and one WebSocket camera
 (`realtime.bench`, 512x512 JPEG q80) at each rate in turn. The slow model is
@@ -19,24 +19,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-
-from realtime.bench import (  # noqa: E402
-    BenchConfig,
-    BenchRun,
-    latency_timeline,
-    rest_of_machine_cores,
-    run_bench,
-    serving,
-)
+from benchmarks import load
+from realtime.bench.config import BenchConfig
+from realtime.bench.harness import running_server
+from realtime.bench.report import BenchReport
+from realtime.bench.run import BenchRun, latency_timeline, run_bench
+from realtime.bench.table import markdown_table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.backpressure", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     parser.add_argument("--bucket", type=float, default=10.0, help="seconds per latency bucket")
     parser.add_argument("--model", default="invert", choices=["invert", "tiny"])
@@ -46,11 +42,11 @@ def main() -> None:
     params: dict[str, Any] = {"delay_ms": args.delay_ms} if args.model == "invert" else {}
     slow = f"invert, delay_ms {args.delay_ms}" if args.model == "invert" else "tiny"
     runs: dict[float, BenchRun] = {}
-    with serving(["--model", args.model]) as server:
+    with running_server("--model", args.model) as server:
         for fps in args.fps or [30.0, 60.0]:
             server.wait_until_idle()
             config = BenchConfig(
-                server.url,
+                server.http_url,
                 fps=fps,
                 duration_s=args.duration,
                 model=args.model,
@@ -61,46 +57,56 @@ def main() -> None:
 
     print(f"{slow}; one WebSocket session, 512x512 JPEG q80; {args.duration:g} s per rate\n")
     print("Latency over time (client-side, send of the source frame to receipt of its output):\n")
-    print("| camera fps | from s | outputs/s | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|")
-    for fps, run in runs.items():
-        window = run.ended_at - run.started_at
-        buckets = latency_timeline(run, args.bucket)
-        for index, (start, summary, count) in enumerate(buckets):
-            end = window if index == len(buckets) - 1 else start + args.bucket
-            if summary is None:
-                print(f"| {fps:g} | {start:g} | 0 | | | |")
-                continue
-            print(
-                f"| {fps:g} | {start:g} | {count / (end - start):.1f} | {summary.p50_ms:.0f} "
-                f"| {summary.p99_ms:.0f} | {summary.max_ms:.0f} |"
-            )
+    header = ["camera fps", "from s", "outputs/s", "p50 ms", "p99 ms", "max ms"]
+    buckets = [row for fps, run in runs.items() for row in timeline(fps, run, args.bucket)]
+    print(markdown_table(header, buckets))
     print()
-    print(
-        "| camera fps | frames sent | outputs/s | dropped | dropped % | latency p50 / p99 ms "
-        "| server RSS start / end MiB | rest of machine, cores |"
+    header = ["camera fps", "frames sent", "outputs/s", "dropped", "dropped %"]
+    header += ["latency p50 / p99 ms", "server RSS start / end MiB", "rest of machine, cores"]
+    print(markdown_table(header, [summary(fps, run.report) for fps, run in runs.items()]))
+
+
+def timeline(fps: float, run: BenchRun, bucket_s: float) -> list[list[str]]:
+    """One row per latency bucket of the run."""
+    window = run.ended_at - run.started_at
+    buckets = latency_timeline(run, bucket_s)
+    rows = []
+    for index, (start, latency, count) in enumerate(buckets):
+        end = window if index == len(buckets) - 1 else start + bucket_s
+        if latency is None:
+            rows.append([f"{fps:g}", f"{start:g}", "0", "", "", ""])
+            continue
+        rows.append(
+            [
+                f"{fps:g}",
+                f"{start:g}",
+                f"{count / (end - start):.1f}",
+                f"{latency.p50_ms:.0f}",
+                f"{latency.p99_ms:.0f}",
+                f"{latency.max_ms:.0f}",
+            ]
+        )
+    return rows
+
+
+def summary(fps: float, report: BenchReport) -> list[str]:
+    server = report.server
+    rss = (
+        f"{server.rss_start_bytes / 2**20:.1f} / {server.rss_end_bytes / 2**20:.1f}"
+        if server and server.rss_start_bytes and server.rss_end_bytes
+        else "n/a"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for fps, run in runs.items():
-        report = run.report
-        server = report.server
-        rss = (
-            f"{server.rss_start_bytes / 2**20:.1f} / {server.rss_end_bytes / 2**20:.1f}"
-            if server and server.rss_start_bytes and server.rss_end_bytes
-            else "n/a"
-        )
-        latency = (
-            f"{report.latency.p50_ms:.0f} / {report.latency.p99_ms:.0f}" if report.latency else ""
-        )
-        print(
-            f"| {fps:g} | {report.frames_sent} | {report.aggregate_fps:.1f} | "
-            f"{report.dropped_frames} | {report.dropped_percent:.1f} | {latency} | {rss} | "
-            f"{_cores(rest_of_machine_cores(report))} |"
-        )
-
-
-def _cores(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+    latency = f"{report.latency.p50_ms:.0f} / {report.latency.p99_ms:.0f}" if report.latency else ""
+    return [
+        f"{fps:g}",
+        str(report.frames_sent),
+        f"{report.aggregate_fps:.1f}",
+        str(report.dropped_frames),
+        f"{report.dropped_percent:.1f}",
+        latency,
+        rss,
+        load.rest_of_machine(report),
+    ]
 
 
 if __name__ == "__main__":

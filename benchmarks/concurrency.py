@@ -1,7 +1,7 @@
 """Concurrency: 1, 4, 16 and 64 cameras at once, with `invert` and with `tiny`.
 
-    .venv/bin/python benchmarks/concurrency.py [--duration 8] [--sessions 1 --sessions 4]
-    .venv/bin/python benchmarks/concurrency.py --model invert --size 512x512
+    .venv/bin/python -m benchmarks.concurrency [--duration 8] [--sessions 1 --sessions 4]
+    .venv/bin/python -m benchmarks.concurrency --model invert --size 512x512
 
 One `realtime serve --model M --max-sessions 64` process per model on
 loopback; for each count, that many WebSocket cameras (`realtime.bench`, 30
@@ -15,26 +15,18 @@ cross-session batches of up to 8.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-
-from realtime.bench import (  # noqa: E402
-    BenchConfig,
-    BenchReport,
-    rest_of_machine_cores,
-    run_bench,
-    serving,
-)
+from benchmarks import load
+from realtime.bench.harness import running_server
+from realtime.bench.report import BenchReport
+from realtime.bench.run import run_bench
+from realtime.bench.table import markdown_table
 
 
 def row(report: BenchReport) -> list[str]:
     latency = report.latency
-    server = report.server
     return [
         str(report.model),
         str(report.sessions),
@@ -42,59 +34,35 @@ def row(report: BenchReport) -> list[str]:
         f"{report.fps_min:.1f} / {report.fps_mean:.1f} / {report.fps_max:.1f}",
         f"{latency.p50_ms:.0f}" if latency else "",
         f"{latency.p99_ms:.0f}" if latency else "",
-        "n/a" if report.fairness is None else f"{report.fairness:.3f}",
+        load.fairness(report),
         f"{report.dropped_percent:.0f}",
         str(report.late_frames),
-        f"{server.cpu_per_frame * 1000:.1f}" if server and server.cpu_per_frame else "",
-        f"{server.frames_sent / server.model_calls:.1f}" if server and server.model_calls else "",
-        f"{report.client.cpu_seconds / report.duration_s:.2f}",
-        _cores(rest_of_machine_cores(report)),
+        load.server_cpu_ms(report),
+        load.frames_per_call(report, 1),
+        load.bench_cores(report),
+        load.rest_of_machine(report),
     ]
 
 
-def _cores(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", action="append", dest="models", help="default: invert, tiny")
+    parser = load.camera_parser(
+        "benchmarks.concurrency", __doc__, models="invert, tiny", duration=8.0, warmup=2.0
+    )
     parser.add_argument("--sessions", type=int, action="append", help="default: 1 4 16 64")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--size", default="256x256")
     args = parser.parse_args()
-    width, height = (int(side) for side in args.size.split("x"))
     counts = args.sessions or [1, 4, 16, 64]
     rows = []
     for model in args.models or ["invert", "tiny"]:
-        with serving(["--model", model, "--max-sessions", str(max(counts))]) as server:
+        with running_server("--model", model, "--max-sessions", str(max(counts))) as server:
             for sessions in counts:
                 server.wait_until_idle()
-                config = BenchConfig(
-                    server.url,
-                    sessions=sessions,
-                    fps=args.fps,
-                    width=width,
-                    height=height,
-                    duration_s=args.duration,
-                    model=model,
-                    warmup_s=args.warmup,
-                )
+                config = load.camera_config(server.http_url, args, sessions=sessions, model=model)
                 rows.append(row(asyncio.run(run_bench(config, progress=sys.stderr)).report))
-    print(
-        f"WebSocket cameras at {args.fps:g} fps each, {args.size} JPEG q80, "
-        f"{args.duration:g} s measured after {args.warmup:g} s of warm-up\n"
-    )
-    print(
-        "| model | sessions | aggregate fps | per-session fps min / mean / max | p50 ms | p99 ms "
-        "| Jain's index | dropped % | camera frames late | server CPU ms/frame "
-        "| frames/model call | bench cores | rest of machine, cores |"
-    )
-    print("|" + "---|" * 13)
-    for cells in rows:
-        print("| " + " | ".join(cells) + " |")
+    print(load.cameras_line(args))
+    header = ["model", "sessions", "aggregate fps", "per-session fps min / mean / max"]
+    header += ["p50 ms", "p99 ms", "Jain's index", "dropped %", "camera frames late"]
+    header += ["server CPU ms/frame", "frames/model call", "bench cores", "rest of machine, cores"]
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

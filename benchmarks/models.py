@@ -1,7 +1,7 @@
 """Model speed: ms per frame of each diffusion family, in-process, with random weights.
 
-    .venv/bin/python benchmarks/models.py                     # every family, default device
-    .venv/bin/python benchmarks/models.py --device cuda --dtype fp16 --batch 1,2,4,8 --compile
+    .venv/bin/python -m benchmarks.models                     # every family, default device
+    .venv/bin/python -m benchmarks.models --device cuda --dtype fp16 --batch 1,2,4,8 --compile
 
 Each family (sd-turbo, sdxl-turbo, lcm, lcm-lora) is built at its native size
 with its real architecture and random weights, as `realtime serve
@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from models.base import ModelInput
 from models.families import FAMILIES
 from models.few_step import FewStepModel
 from models.loading import resolve_device
 from models.random_weights import build_random_pipeline
 from models.registry import random_weights_entry
+from realtime.bench.table import markdown_table
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ORDER = tuple(sorted(FAMILIES, key=lambda name: FAMILIES[name].parameters))
@@ -236,23 +235,25 @@ def _text_encoders(model: FewStepModel) -> tuple[Any, ...]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| family | mode | size | dtype | steps | UNet calls/frame | batch "
-        "| ms/call p50 | ms/frame | frames/s |",
-        "|" + "---|" * 10,
+    header = ["family", "mode", "size", "dtype", "steps", "UNet calls/frame", "batch"]
+    header += ["ms/call p50", "ms/frame", "frames/s"]
+    plain = ("family", "mode", "size", "dtype", "steps", "unet_calls", "batch")
+    cells = [
+        [
+            *(row[key] for key in plain),
+            f"{row['ms_per_call_p50']:.0f}",
+            f"{row['ms_per_frame']:.0f}",
+            f"{row['frames_per_s']:.2f}",
+        ]
+        for row in rows
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['family']} | {row['mode']} | {row['size']} | {row['dtype']} "
-            f"| {row['steps']} | {row['unet_calls']} | {row['batch']} "
-            f"| {row['ms_per_call_p50']:.0f} | {row['ms_per_frame']:.0f} "
-            f"| {row['frames_per_s']:.2f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, cells)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.models", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument(
         "--families",
         default="all",

@@ -1,6 +1,6 @@
 """Server overhead: the server's CPU per frame with `invert` against the codec floor.
 
-    .venv/bin/python benchmarks/overhead.py [--duration 10] [--size 512x512] [--quality 80]
+    .venv/bin/python -m benchmarks.overhead [--duration 10] [--size 512x512] [--quality 80]
 
 One `realtime serve --model invert` process on loopback and one WebSocket
 session at a time, sending the bench's synthetic camera frames (JPEG at
@@ -25,25 +25,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-
-from frames.codecs import decode_to_size, encode_image  # noqa: E402
-from realtime.bench import (  # noqa: E402
-    BenchConfig,
-    camera_jpegs,
-    machine_busy_seconds,
-    rest_of_machine_cores,
-    run_bench,
-    scrape,
-    serving,
-)
-from realtime.clients.websocket import FrameOutput, StreamClient  # noqa: E402
+from frames.codecs import decode_to_size, encode_image
+from realtime.bench.camera import camera_jpegs
+from realtime.bench.config import BenchConfig
+from realtime.bench.harness import running_server
+from realtime.bench.report import machine_busy_seconds, rest_of_machine_cores
+from realtime.bench.run import run_bench
+from realtime.bench.scrape import scrape
+from realtime.bench.table import markdown_table
+from realtime.clients.websocket import FrameOutput, StreamClient
 
 MODEL_SIZE = 256  # invert's width and height
 
@@ -102,7 +97,9 @@ async def camera(config: BenchConfig) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.overhead", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--size", default="512x512")
     parser.add_argument("--quality", type=int, default=80)
@@ -119,20 +116,21 @@ def main() -> None:
         warmup_s=1.0,
     )
     jpegs = camera_jpegs(base)
-    rows = []
-    with serving(["--model", "invert"]) as server:
-        config = replace(base, url=server.url)
+    with running_server("--model", "invert") as server:
+        config = replace(base, url=server.http_url)
         floor = floor_ms(jpegs, args.quality, 3.0)
-        runs = {}
-        for mode, run in (
-            ("camera 30 fps", lambda: camera(replace(config, fps=30))),
-            ("camera flat out", lambda: camera(replace(config, fps=0))),
-            ("closed loop", lambda: closed_loop(config, jpegs)),
-        ):
+        modes: dict[str, Callable[[], Coroutine[Any, Any, dict[str, float]]]] = {
+            "camera 30 fps": lambda: camera(replace(config, fps=30)),
+            "camera flat out": lambda: camera(replace(config, fps=0)),
+            "closed loop": lambda: closed_loop(config, jpegs),
+        }
+        runs: dict[str, dict[str, float]] = {}
+        for mode, measure in modes.items():
             server.wait_until_idle()
-            runs[mode] = asyncio.run(run())
+            runs[mode] = asyncio.run(measure())
         floor_after = floor_ms(jpegs, args.quality, 3.0)
     floor = min(floor, floor_after)  # the quieter of the two measurements
+    rows = []
     for mode, run in runs.items():
         per_output = run["cpu"] / run["outputs"] * 1000
         per_received = run["cpu"] / run["received"] * 1000
@@ -152,14 +150,10 @@ def main() -> None:
         f"invert, {args.size} JPEG q{args.quality} in, 256x256 JPEG q{args.quality} out, "
         f"one WebSocket session, {args.duration:g} s per run\n"
     )
-    print(
-        "| mode | outputs/s | frames decoded/s | server CPU ms per output | "
-        "server CPU ms per decoded frame | floor ms (decode + encode) | ratio per output "
-        "| rest of machine, cores |"
-    )
-    print("|" + "---|" * 8)
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    header = ["mode", "outputs/s", "frames decoded/s", "server CPU ms per output"]
+    header += ["server CPU ms per decoded frame", "floor ms (decode + encode)"]
+    header += ["ratio per output", "rest of machine, cores"]
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

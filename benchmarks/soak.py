@@ -1,6 +1,6 @@
 """Soak: minutes of session churn against one server, watching it for leaks.
 
-    .venv/bin/python benchmarks/soak.py [--minutes 30] [--model invert] [--clients 8]
+    .venv/bin/python -m benchmarks.soak [--minutes 30] [--model invert] [--clients 8]
 
 Starts a `realtime serve` process on loopback and keeps `--clients` WebSocket
 clients churning against it: each opens a session, streams frames for a few
@@ -35,18 +35,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from support import ServerProcess, gradient_image, noise_image, running_server  # noqa: E402
-
-from frames.codecs import encode_image  # noqa: E402
-from realtime.bench import rss_bytes  # noqa: E402
-from realtime.clients.websocket import ErrorMessage, FrameOutput, ServerError, StreamClient  # noqa: E402
+from frames.codecs import encode_image
+from frames.samples import gradient_image, noise_image
+from realtime.bench.harness import ServerProcess, rss_bytes, running_server
+from realtime.bench.table import markdown_table
+from realtime.clients.websocket import ErrorMessage, FrameOutput, ServerError, StreamClient
 
 KINDS = ("clean", "reset", "stall")
 
@@ -215,7 +211,7 @@ async def soak(server: ServerProcess, args: argparse.Namespace) -> int:
         settle_by = time.monotonic() + 30
         while (left := await server_sessions(http)) and time.monotonic() < settle_by:
             await asyncio.sleep(0.5)
-        frames = await server_frames(http)
+        outcomes = await server_frames(http)
     await asyncio.sleep(2)
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -234,26 +230,40 @@ async def soak(server: ServerProcess, args: argparse.Namespace) -> int:
         f"{args.clients} clients at once, {args.fps:g} fps, sessions of 0.2-"
         f"{args.max_session_s:g} s, {len(samples)} samples every {args.sample_s:g} s\n"
     )
-    print("| server | idle | after warm-up | max | end | growth | bound |")
-    print("|---|---|---|---|---|---|---|")
+    growth = [
+        [
+            "RSS MiB",
+            f"{idle_rss / mib:.1f}",
+            f"{warm_rss / mib:.1f}",
+            f"{max_rss / mib:.1f}",
+            f"{end_rss / mib:.1f}",
+            f"{(end_rss - warm_rss) / mib:+.1f} (from warm-up)",
+            f"{args.max_rss_growth_mb:g}",
+        ],
+        [
+            "open fds",
+            idle_fds,
+            warm[0].fds,
+            max_fds,
+            end_fds,
+            f"{end_fds - idle_fds:+d} (from idle)",
+            args.max_fd_growth,
+        ],
+    ]
     print(
-        f"| RSS MiB | {idle_rss / mib:.1f} | {warm_rss / mib:.1f} | {max_rss / mib:.1f} "
-        f"| {end_rss / mib:.1f} | {(end_rss - warm_rss) / mib:+.1f} (from warm-up) "
-        f"| {args.max_rss_growth_mb:g} |"
-    )
-    print(
-        f"| open fds | {idle_fds} | {warm[0].fds} | {max_fds} | {end_fds} "
-        f"| {end_fds - idle_fds:+d} (from idle) | {args.max_fd_growth} |"
+        markdown_table(["server", "idle", "after warm-up", "max", "end", "growth", "bound"], growth)
     )
     print()
-    print("| sessions | opened | ended | frames sent | outputs received |")
-    print("|---|---|---|---|---|")
-    for kind in KINDS:
-        print(f"| {kind} | {counts.opened[kind]} | {counts.ended[kind]} | | |")
-    print(f"| all | {opened} | {ended} | {counts.frames_sent} | {counts.outputs} |")
+    sessions: list[list[object]] = [
+        [kind, counts.opened[kind], counts.ended[kind], "", ""] for kind in KINDS
+    ]
+    sessions.append(["all", opened, ended, counts.frames_sent, counts.outputs])
+    header = ["sessions", "opened", "ended", "frames sent", "outputs received"]
+    print(markdown_table(header, sessions))
     print()
-    outcomes = ("received", "sent", "dropped", "bad", "failed")
-    received, sent, dropped, bad, failed = (int(frames.get(key, 0)) for key in outcomes)
+    received, sent, dropped, bad, failed = (
+        int(outcomes.get(key, 0)) for key in ("received", "sent", "dropped", "bad", "failed")
+    )
     unaccounted = received - sent - dropped - bad - failed
     print(
         f"server's frames: {received} received = {sent} sent + {dropped} dropped + {bad} bad"
@@ -282,7 +292,9 @@ async def soak(server: ServerProcess, args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.soak", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--model", default="invert")
     parser.add_argument("--device", default="cpu")
@@ -303,7 +315,7 @@ def main() -> int:
             args.device,
             "--max-sessions",
             str(args.clients + 4),  # a reset session's slot is freed a moment later
-            cache=Path(cache),
+            env={"REALTIME_CACHE": cache, "HF_HUB_OFFLINE": "1"},
         ) as server,
     ):
         return asyncio.run(soak(server, args))

@@ -1,6 +1,6 @@
 """End-to-end speed of each model through a real server and the WebSocket client.
 
-    .venv/bin/python benchmarks/stream.py [--model tiny --model invert] [--device cpu]
+    .venv/bin/python -m benchmarks.stream [--model tiny --model invert] [--device cpu]
 
 For each model, a `realtime serve` process on loopback and two runs:
 - closed loop: send a frame, wait for its output, repeat (one frame in flight):
@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from support import gradient_image, running_server  # noqa: E402
-
-from frames.codecs import encode_image  # noqa: E402
-from realtime.clients.websocket import FrameOutput, StreamClient  # noqa: E402
+from frames.codecs import encode_image
+from frames.samples import gradient_image
+from realtime.bench.harness import running_server
+from realtime.bench.table import markdown_table
+from realtime.clients.websocket import FrameOutput, StreamClient
 
 
 async def closed_loop(url: str, model: str, frames: int) -> dict[str, float]:
@@ -94,7 +90,9 @@ async def measure(url: str, model: str, frames: int, fps: float, seconds: float)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.stream", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--model", action="append", dest="models")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=30, help="closed-loop frames per model")
@@ -103,10 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
+        env = {"REALTIME_CACHE": cache, "HF_HUB_OFFLINE": "1"}
         for model in args.models or ["tiny", "invert"]:
-            with running_server(
-                "--model", model, "--device", args.device, cache=Path(cache)
-            ) as server:
+            with running_server("--model", model, "--device", args.device, env=env) as server:
                 rows.append(
                     asyncio.run(measure(server.ws_url, model, args.frames, args.fps, args.seconds))
                 )
@@ -114,13 +111,9 @@ def main() -> None:
         f"640x480 JPEG input, closed loop over {args.frames} frames; "
         f"camera at {args.fps:g} fps for {args.seconds:g} s\n"
     )
-    print(
-        "| model | round trip ms | frames/s | decode ms | queue ms | model ms | encode ms "
-        "| camera outputs/s | camera latency p50 / p95 ms | camera dropped % |"
-    )
-    print("|" + "---|" * 10)
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    header = ["model", "round trip ms", "frames/s", "decode ms", "queue ms", "model ms"]
+    header += ["encode ms", "camera outputs/s", "camera latency p50 / p95 ms", "camera dropped %"]
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

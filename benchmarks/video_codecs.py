@@ -1,6 +1,6 @@
 """CPU cost of WebRTC video encoding per output frame, with aiortc's own encoders.
 
-    .venv/bin/python benchmarks/video_codecs.py
+    .venv/bin/python -m benchmarks.video_codecs
 
 The server encodes every output frame it sends on a WebRTC track (and decodes
 every camera frame it receives). This prints the median ms to encode one frame
@@ -11,18 +11,17 @@ receiver's REMB estimate).
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from frames.frame import Pixels
 from frames.video import pixels_to_video_frame
+from realtime.bench.table import markdown_table
 
 CODECS = {
     "VP8": RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
@@ -35,7 +34,7 @@ CODECS = {
 }
 
 
-def moving_frames(size: int, count: int) -> list[np.ndarray]:
+def moving_frames(size: int, count: int) -> list[Pixels]:
     """A drifting texture: every frame differs, as a generated stream does."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     frames = []
@@ -63,12 +62,15 @@ def encode_ms(codec: str, size: int, count: int = 90) -> tuple[float, float]:
 
 
 def main() -> None:
-    print("| codec | size | encode ms/frame | kbit/s at 30 fps |")
-    print("|---|---|---|---|")
+    argparse.ArgumentParser(
+        prog="python -m benchmarks.video_codecs", description=__doc__.split("\n")[0]
+    ).parse_args()
+    rows = []
     for codec in CODECS:
         for size in (256, 512):
             ms, kbps = encode_ms(codec, size)
-            print(f"| {codec} | {size}x{size} | {ms:.2f} | {kbps:.0f} |")
+            rows.append([codec, f"{size}x{size}", f"{ms:.2f}", f"{kbps:.0f}"])
+    print(markdown_table(["codec", "size", "encode ms/frame", "kbit/s at 30 fps"], rows))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,8 +12,9 @@ import browser
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page
-from support import ServerProcess, running_server
+from support import StartServer, running_server
 
+from realtime.bench.harness import ServerProcess
 from realtime.ice import restrict_host_candidates
 
 if TYPE_CHECKING:
@@ -38,10 +39,14 @@ def family_folders(tmp_path_factory: pytest.TempPathFactory) -> FamilyFolders:
 
 
 @pytest.fixture(scope="session")
-def start_server(model_cache: Path) -> Iterator[Callable[..., ServerProcess]]:
+def start_server(model_cache: Path) -> Iterator[StartServer]:
     """Start `realtime serve ARGS` on a free port; returns once it logged that it is ready."""
     with ExitStack() as servers:
-        yield lambda *args: servers.enter_context(running_server(*args, cache=model_cache))
+
+        def start(*args: str) -> ServerProcess:
+            return servers.enter_context(running_server(*args, cache=model_cache))
+
+        yield start
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 
 import torch
+from support import input_pixels
 
 from frames.frame import Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
@@ -56,7 +57,7 @@ class Faulty:
             raise RuntimeError("simulated model failure")
         for item in batch:
             item.state["frames"] = item.state.get("frames", 0) + 1
-        return [255 - item.pixels for item in batch]
+        return [255 - input_pixels(item) for item in batch]
 
 
 class Loader:

@@ -1,6 +1,6 @@
 """Test helpers: real servers on loopback (a `realtime serve` process through the
-one harness, or an app in a thread when a test needs a model of its own) and test
-images."""
+one harness, or an app in a thread when a test needs a model of its own) and
+waiting for what only shows from outside. Sample images: `frames.samples`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,33 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
-import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 
 from frames.frame import Pixels
+
+# Until tests/session/test_similarity.py imports them from frames.samples:
+from frames.samples import gradient_image as gradient_image
+from frames.samples import noise_image as noise_image
+from models.base import ModelInput
 from realtime.bench import harness
 from realtime.bench.harness import ServerProcess, free_port
 from realtime.server.serving import Listen, uvicorn_config
+
+
+def input_pixels(item: ModelInput) -> Pixels:
+    """The frame a test model was given: the tests' models are image to image."""
+    assert item.pixels is not None, "an image-to-image model was given no frame"
+    return item.pixels
+
+
+class StartServer(Protocol):
+    """The `start_server` fixture (conftest.py): `realtime serve ARGS`, ready, until the
+    test session ends."""
+
+    def __call__(self, *args: str) -> ServerProcess: ...
 
 
 @contextmanager
@@ -56,20 +74,3 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0
 async def eventually(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     """`wait_until` for async tests: polls in a thread, so the event loop runs meanwhile."""
     await asyncio.to_thread(wait_until, condition, what, timeout)
-
-
-def gradient_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:
-    """A smooth colourful image: JPEG keeps it within a few levels."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    phases = rng.uniform(0, 2 * np.pi, 3)
-    channels = [
-        127.5 + 110 * np.sin(x / width * 2 * np.pi + phases[c]) * np.cos(y / height * np.pi + c)
-        for c in range(3)
-    ]
-    return np.stack(channels, axis=-1).clip(0, 255).astype(np.uint8)
-
-
-def noise_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:
-    """Incompressible pixels: the largest encoded frames for their size."""
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)

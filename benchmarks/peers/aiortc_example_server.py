@@ -2,9 +2,9 @@
 
     PEER_VENV/bin/python benchmarks/peers/aiortc_example_server.py --port 8080
 
-Run by benchmarks/peers.py with the peer venv's python (aiortc and aiohttp from
-PyPI), never with the project's. Written for the benchmark, not copied: the
-shape of the example is kept (an aiohttp POST /offer, a MediaRelay, a
+Run by `python -m benchmarks.peers` with the peer venv's python (aiortc and
+aiohttp from PyPI), never with the project's. Written for the benchmark, not
+copied: the shape of the example is kept (an aiohttp POST /offer, a MediaRelay, a
 MediaStreamTrack whose recv() awaits the next frame of the relayed camera and
 returns it), with no transform applied and no draining of the receive queue.
 Loopback only: no ICE servers (aiortc would otherwise use a public STUN
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import aioice.ice
 from aiohttp import web
@@ -25,6 +26,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
+from av.frame import Frame
+from av.packet import Packet
 
 # aioice gathers on every interface but loopback; offer 127.0.0.1 only.
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -42,7 +45,7 @@ class VideoTransformTrack(MediaStreamTrack):
         super().__init__()
         self.track = track
 
-    async def recv(self):  # type: ignore[no-untyped-def]
+    async def recv(self) -> Frame | Packet[Any]:
         frame = await self.track.recv()
         return frame
 

@@ -2,9 +2,9 @@
 
     PEER_VENV/bin/python benchmarks/peers/fastrtc_server.py --port 8081
 
-Run by benchmarks/peers.py with the peer venv's python (fastrtc from PyPI),
-never with the project's. `Stream(handler=lambda frame: frame, modality="video",
-mode="send-receive")`, mounted with `Stream.mount`, which adds
+Run by `python -m benchmarks.peers` with the peer venv's python (fastrtc from
+PyPI), never with the project's. `Stream(handler=lambda frame: frame,
+modality="video", mode="send-receive")`, mounted with `Stream.mount`, which adds
 `POST /webrtc/offer` taking `{"sdp", "type", "webrtc_id"}` and answering
 `{"sdp", "type"}`.
 
@@ -60,7 +60,8 @@ def build_app() -> FastAPI:
     app = FastAPI()
     stream.mount(app)
 
-    @app.post("/input_hook")
+    # FastAPI is in the peer venv only: to mypy in the project's it is Any.
+    @app.post("/input_hook")  # type: ignore[untyped-decorator]
     async def input_hook(body: InputHook) -> dict[str, str]:
         # The handler's one argument is the frame; fastrtc puts it in place of the first input.
         stream.set_input(body.webrtc_id, None)

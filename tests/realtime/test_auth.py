@@ -6,9 +6,11 @@ import asyncio
 
 import httpx
 import pytest
-from support import ServerProcess, eventually, gradient_image
+from support import StartServer, eventually
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
@@ -18,7 +20,7 @@ KEY, OTHER_KEY = "key-one-0123456789", "key-two-9876543210"
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server(
         *("--model", "invert", "--model", "tiny"),
         *("--api-key", KEY, "--api-key", OTHER_KEY, "--max-sessions-per-key", "1"),
@@ -37,9 +39,11 @@ def token(server: ServerProcess, model: str, ttl: float = 60, key: str = KEY) ->
     return str(answer.json()["token"])
 
 
-async def refused(server: ServerProcess, **credentials: str) -> ServerError:
+async def refused(
+    server: ServerProcess, *, api_key: str | None = None, token: str | None = None
+) -> ServerError:
     with pytest.raises(ServerError) as refusal:
-        await StreamClient.connect(server.ws_url, model="invert", **credentials)
+        await StreamClient.connect(server.ws_url, model="invert", api_key=api_key, token=token)
     return refusal.value
 
 

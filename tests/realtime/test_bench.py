@@ -14,15 +14,16 @@ import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import ServerProcess
+from support import StartServer
 
 from realtime.bench.config import BenchConfig
+from realtime.bench.harness import ServerProcess
 from realtime.bench.run import latency_timeline, run_bench
 from realtime.bench.stats import jain_index
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "4")
 
 

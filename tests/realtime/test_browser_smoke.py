@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from browser import screenshot, show_on_origin
 from playwright.async_api import Page
-from support import ServerProcess
+from support import StartServer
+
+from realtime.bench.harness import ServerProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # where the browser fixtures live
 
@@ -177,7 +179,7 @@ def inverse_error(output: np.ndarray, source: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert")
 
 

@@ -8,9 +8,11 @@ import asyncio
 import numpy as np
 import pytest
 from family_builders import FamilyFolders
-from support import ServerProcess, gradient_image
+from support import StartServer
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.websocket import FrameOutput, StreamClient
 from session.protocol import ParamsMessage
 
@@ -20,7 +22,7 @@ FAMILIES = ("sd", "sdxl", "lcm")
 
 
 @pytest.fixture(scope="module")
-def server(start_server, family_folders: FamilyFolders) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer, family_folders: FamilyFolders) -> ServerProcess:
     models = [arg for name in FAMILIES for arg in ("--model", str(getattr(family_folders, name)))]
     return start_server(*models, "--vae", str(family_folders.tiny_vae))
 

@@ -25,11 +25,13 @@ import pytest
 from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from support import ServerProcess, gradient_image, noise_image, wait_until
+from support import StartServer, wait_until
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from frames.codecs import decode_image, encode_image
+from frames.samples import gradient_image, noise_image
+from realtime.bench.harness import ServerProcess
 
 FUZZ = settings(
     max_examples=250,
@@ -50,7 +52,7 @@ memory, caches and allocator arenas included."""
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     # Hypothesis sends messages as fast as it can; the rate limit has its own tests.
     return start_server(
         "--model", "invert", "--max-sessions", "16", "--max-messages-per-s", "100000"
@@ -82,7 +84,7 @@ class Bystander:
                     message = orjson.loads(ws.recv(REPLY_TIMEOUT_S))
                     assert message["type"] == "frame", message
                     assert message["source_frame"] == number, message
-                    output = decode_image(ws.recv(REPLY_TIMEOUT_S))  # type: ignore[arg-type]
+                    output = decode_image(ws.recv(REPLY_TIMEOUT_S))
                     assert np.array_equal(output, 255 - image), f"frame {number} is wrong"
                     self.good_frames += 1
                     self.stop.wait(0.01)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 import httpx
-from support import serve_app, wait_until
+from support import input_pixels, serve_app, wait_until
 
 from frames.frame import Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
@@ -25,7 +25,7 @@ class Passthrough:
         pass
 
     def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
-        return [item.pixels for item in batch]
+        return [input_pixels(item) for item in batch]
 
 
 def test_healthz_is_503_while_loading_then_200() -> None:

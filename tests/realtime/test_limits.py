@@ -6,10 +6,12 @@ import asyncio
 
 import numpy as np
 import pytest
-from support import ServerProcess, eventually, gradient_image
+from support import StartServer, eventually
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import Closing, ErrorMessage, FrameOutput, ServerError, StreamClient
 
@@ -20,7 +22,7 @@ DURATION_S = 5.0
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server(
         "--model", "invert",
         "--idle-timeout", str(IDLE_S),
@@ -31,7 +33,7 @@ def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def one_slot_server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def one_slot_server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "1", "--queue-timeout", "3")
 
 

@@ -7,9 +7,11 @@ import asyncio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import ServerProcess, eventually, gradient_image
+from support import StartServer, eventually
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
@@ -29,7 +31,9 @@ def scrape(server: ServerProcess) -> dict[Key, float]:
 
 
 @pytest.mark.asyncio
-async def test_metrics_count_sessions_frames_hops_workers_and_refusals(start_server) -> None:  # type: ignore[no-untyped-def]
+async def test_metrics_count_sessions_frames_hops_workers_and_refusals(
+    start_server: StartServer,
+) -> None:
     server: ServerProcess = start_server("--model", "invert")
     labels = {"model": "invert", "transport": "websocket"}
     async with await StreamClient.connect(server.ws_url) as client:

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import httpx
 import pytest
-from support import eventually, gradient_image, serve_app
+from support import eventually, input_pixels, serve_app
 
 from frames.codecs import encode_image
 from frames.frame import Pixels
+from frames.samples import gradient_image
 from models.base import ModelEntry, ModelInfo, ModelInput
 from models.params import ParamSpec
 from realtime.clients.websocket import ErrorMessage, FrameOutput, StreamClient
@@ -36,7 +37,7 @@ class Flaky:
     def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
         if any(item.params["fail"] for item in batch):
             raise RuntimeError("simulated model failure")
-        return [255 - item.pixels for item in batch]
+        return [255 - input_pixels(item) for item in batch]
 
 
 @pytest.mark.asyncio

@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 import httpx
 import numpy as np
 from faulty_models import BROKEN, Loader
-from support import eventually, gradient_image, serve_app
+from support import eventually, serve_app
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
 from realtime.clients.websocket import ErrorMessage, FrameOutput, Message, StreamClient
 from realtime.server.app import create_app
 from realtime.server.config import ServerConfig

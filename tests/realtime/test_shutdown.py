@@ -8,10 +8,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from support import gradient_image, running_server
+from support import running_server
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import Closing, FrameOutput, StreamClient
 

@@ -6,9 +6,11 @@ import asyncio
 
 import numpy as np
 import pytest
-from support import ServerProcess, gradient_image
+from support import StartServer
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.webrtc import RtcClient
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 from session.protocol import FrameMessage
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--device", "cpu")
 
 
@@ -117,7 +119,7 @@ async def test_type_to_image_over_webrtc_when_the_peer_sends_no_camera(
 
 
 async def test_type_to_image_needs_a_model_that_makes_images_from_text(
-    start_server,  # type: ignore[no-untyped-def]
+    start_server: StartServer,
 ) -> None:
     server = start_server("--model", "invert")
     with pytest.raises(ServerError) as refused:

@@ -11,10 +11,12 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 import pytest
-from support import ServerProcess, eventually, gradient_image
+from support import StartServer, eventually
 
 from frames.codecs import encode_image
 from frames.frame import Pixels
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 from session.protocol import FrameMessage
@@ -101,7 +103,7 @@ class WebRtcStream:
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "4")
 
 

@@ -14,9 +14,11 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from support import ServerProcess, eventually, gradient_image, noise_image
+from support import StartServer, eventually
 
 from frames.codecs import encode_image
+from frames.samples import gradient_image, noise_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -97,7 +99,7 @@ class RawWebSocket:
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "1")
 
 

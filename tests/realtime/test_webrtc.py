@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 import pytest
-from support import ServerProcess, eventually, gradient_image
+from support import StartServer, eventually
 
+from frames.samples import gradient_image
+from realtime.bench.harness import ServerProcess
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import ServerError
 from session.protocol import FrameMessage
@@ -19,7 +23,7 @@ FRAME_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--model", "tiny", "--max-sessions", "3")
 
 
@@ -66,11 +70,12 @@ async def test_offer_params_and_errors(server: ServerProcess) -> None:
     finally:
         await client.close()
 
-    for offer, status, code, field in [
+    offers: list[tuple[dict[str, Any], int, str, str]] = [
         ({"model": "nope"}, 404, "unknown_model", "model"),
         ({"model": "invert", "params": {"prompt": "x"}}, 400, "invalid_params", "prompt"),
         ({"model": "invert", "params": {"delay_ms": "slow"}}, 400, "invalid_params", "delay_ms"),
-    ]:
+    ]
+    for offer, status, code, field in offers:
         with pytest.raises(ServerError) as refused:
             await RtcClient.offer(server.http_url, camera=CameraTrack(gradient_image()), **offer)
         assert (refused.value.status, refused.value.error.code) == (status, code)
@@ -157,12 +162,13 @@ async def test_a_params_change_on_the_control_channel_changes_the_output(
         server.http_url, camera=CameraTrack(gradient_image(), fps=15), model="tiny"
     )
 
-    async def settled_frame() -> np.ndarray:
+    async def settled_frame() -> npt.NDArray[np.float64]:
         # Skip what was made before the change took effect, then average a few frames.
         for _ in range(8):
             await asyncio.wait_for(client.next_frame(), FRAME_TIMEOUT_S)
         frames = [await asyncio.wait_for(client.next_frame(), FRAME_TIMEOUT_S) for _ in range(3)]
-        return np.mean(frames, axis=0)
+        average: npt.NDArray[np.float64] = np.mean(frames, axis=0)
+        return average
 
     try:
         before = await settled_frame()

@@ -50,6 +50,7 @@ async def test_output_tracks_show_the_newest_output_and_count_what_they_skip() -
         await outputs.publish(solid(value))
     newest = await fast.recv()
     assert newest.to_ndarray(format="rgb24")[0, 0, 0] == 4
+    assert newest.pts is not None and first.pts is not None
     assert newest.pts >= first.pts
     assert (fast.shown, fast.skipped) == (2, 2)
     assert (await slow.recv()).to_ndarray(format="rgb24")[0, 0, 0] == 4  # a late viewer

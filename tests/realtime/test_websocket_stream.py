@@ -8,24 +8,27 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from support import ServerProcess, eventually, gradient_image, noise_image
+from support import StartServer, eventually
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
 from frames.geometry import fit
+from frames.samples import gradient_image, noise_image
+from models.params import ParamValue
+from realtime.bench.harness import ServerProcess
 from realtime.clients.websocket import ErrorMessage, FrameOutput, ServerError, StreamClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "4", "--max-message-mb", "1")
 
 
 @pytest.fixture(scope="module")
-def one_slot_server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
+def one_slot_server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "1")
 
 
@@ -105,11 +108,12 @@ async def test_params_round_trip_and_bad_params_change_nothing(server: ServerPro
             "output_quality": 80,
             "similarity_filter": 0.0,
         }
-        for bad, field in [
+        invalid: list[tuple[dict[str, ParamValue], str]] = [
             ({"prompt": "a fox"}, "prompt"),
             ({"delay_ms": "slow"}, "delay_ms"),
             ({"output_quality": 101}, "output_quality"),
-        ]:
+        ]
+        for bad, field in invalid:
             with pytest.raises(ServerError) as refused:
                 await client.update_params(**bad)
             assert refused.value.error.code == "invalid_params"
@@ -290,7 +294,7 @@ async def test_images_arriving_faster_than_they_decode_are_dropped_not_queued(
         for _ in range(20):
             await client.send_frame(big)
         await client.send_frame(encode_image(gradient_image(), "jpeg"))  # the last: frame 21
-        outputs = []
+        outputs: list[FrameOutput] = []
         while not outputs or outputs[-1].source_frame != 21:
             outputs.append(await next_frame(client))
     assert outputs[-1].dropped_frames > 0
