@@ -318,7 +318,7 @@ BAD_SDP_ERRORS = (
     RuntimeError,  # "coroutine raised StopIteration"
 )
 """What aiortc raises on malformed SDP, from parsing it or from answering it (found by
-tests/realtime/test_fuzz.py): its parser asserts, indexes and looks up as it goes."""
+tests/realtime/test_fuzz_signalling.py): its parser asserts, indexes and looks up as it goes."""
 
 
 async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> str:
