@@ -17,18 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DiffusionPipeline,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_text2img import (
     LatentConsistencyModelPipeline,
-    LCMScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
 )
-from diffusers.utils import convert_state_dict_to_diffusers
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+    StableDiffusionXLPipeline,
+)
+from diffusers.schedulers.scheduling_euler_ancestral_discrete import (
+    EulerAncestralDiscreteScheduler,
+)
+from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_lcm import LCMScheduler
+from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -137,7 +140,7 @@ def build_lcm(folder: Path) -> Path:
 
 
 def _build_one_encoder(
-    pipeline_class: type[DiffusionPipeline],
+    pipeline_class: type[StableDiffusionPipeline] | type[LatentConsistencyModelPipeline],
     folder: Path,
     *,
     unet: dict[str, Any],
@@ -153,8 +156,9 @@ def _build_one_encoder(
             tokenizer=tokenizer,
             unet=_unet(cross_attention_dim=16, **unet),
             scheduler=scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
+            # diffusers annotates these without None, yet documents None as the way to omit them.
+            safety_checker=None,  # type: ignore[arg-type]
+            feature_extractor=None,  # type: ignore[arg-type]
             requires_safety_checker=False,
         )
     pipeline.save_pretrained(folder)
@@ -175,7 +179,10 @@ def build_lcm_lora(folder: Path, base: Path) -> Path:
                 target_modules=["to_q", "to_k", "to_v", "to_out.0"],
             )
         )
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    # diffusers leaves this function unannotated.
+    layers = convert_state_dict_to_diffusers(  # type: ignore[no-untyped-call]
+        get_peft_model_state_dict(unet)
+    )
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers)
     return folder
 
@@ -192,7 +199,7 @@ def _unet(**structure: Any) -> UNet2DConditionModel:
 
 def _full_vae() -> AutoencoderKL:
     # Four levels, like SD's: latents 8x smaller than the image, as AutoencoderTiny's.
-    return AutoencoderKL(
+    vae: AutoencoderKL = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -202,6 +209,7 @@ def _full_vae() -> AutoencoderKL:
         latent_channels=4,
         norm_num_groups=4,
     )
+    return vae
 
 
 @contextmanager

@@ -16,10 +16,6 @@ import uvicorn
 from starlette.applications import Starlette
 
 from frames.frame import Pixels
-
-# Until tests/session/test_similarity.py imports them from frames.samples:
-from frames.samples import gradient_image as gradient_image
-from frames.samples import noise_image as noise_image
 from models.base import ModelInput
 from realtime.bench import harness
 from realtime.bench.harness import ServerProcess, free_port

@@ -109,8 +109,8 @@ def imports_of(module: str, *, at_module_level: bool) -> set[str]:
             node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
         ):
             return
-        for child in ast.iter_child_nodes(node):
-            visit(child)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner)
 
     visit(tree)
     return found

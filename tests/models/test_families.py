@@ -13,17 +13,25 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from diffusers import (
-    AutoencoderTiny,
-    DiffusionPipeline,
+from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
     LatentConsistencyModelImg2ImgPipeline,
+)
+from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_text2img import (
     LatentConsistencyModelPipeline,
-    LCMScheduler,
+)
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import (
     StableDiffusionImg2ImgPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLImg2ImgPipeline,
+)
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
     StableDiffusionXLPipeline,
 )
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
+    StableDiffusionXLImg2ImgPipeline,
+)
+from diffusers.schedulers.scheduling_lcm import LCMScheduler
 from family_builders import FamilyFolders
 from PIL import Image
 
@@ -152,7 +160,8 @@ def load_reference(case: Case, folders: FamilyFolders, *, tiny_vae: bool = True)
         img2img.load_lora_weights(folders.lcm_lora)
         img2img.fuse_lora()
         img2img.scheduler = LCMScheduler.from_config(img2img.scheduler.config)
-    txt2img = case.txt2img.from_pipe(img2img, vae=img2img.vae)
+    # diffusers leaves from_pipe unannotated.
+    txt2img = case.txt2img.from_pipe(img2img, vae=img2img.vae)  # type: ignore[no-untyped-call]
     for pipeline in (img2img, txt2img):
         pipeline.set_progress_bar_config(disable=True)
     return Reference(img2img, txt2img)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from models.effects import InvertModel
 from models.few_step import FewStepModel
 from models.memory import is_out_of_memory, recover, recover_from_oom
 
@@ -34,7 +35,7 @@ def test_other_errors_are_not_recovered_and_free_nothing(emptied: list[bool]) ->
     assert emptied == []
 
 
-class OwnRecovery:
+class OwnRecovery(InvertModel):
     def __init__(self) -> None:
         self.seen: list[BaseException] = []
 
@@ -50,7 +51,7 @@ def test_a_models_own_recover_decides_and_the_default_applies_without_one(
     assert recover(model, ValueError("transient"))
     assert not recover(model, OOM)
     assert len(model.seen) == 2 and emptied == []
-    assert recover(object(), OOM)
+    assert recover(InvertModel(), OOM)
     assert emptied == [True]
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_text2img import (
+    LatentConsistencyModelPipeline,
+)
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 from models.families import FAMILIES
@@ -144,7 +147,9 @@ def test_unknown_family_names_the_known_ones() -> None:
 def test_lcm_builds_for_real_on_the_cpu_and_runs() -> None:
     # ~860M float32 parameters: about 15 s and 4.4 GB here, once.
     pipeline = build_random_pipeline("lcm", "cpu", torch.float32)
-    pipeline.set_progress_bar_config(disable=True)
+    assert isinstance(pipeline, LatentConsistencyModelPipeline)
+    # diffusers leaves set_progress_bar_config unannotated.
+    pipeline.set_progress_bar_config(disable=True)  # type: ignore[no-untyped-call]
     with torch.inference_mode():
         images = pipeline(
             "a harbour", num_inference_steps=1, height=128, width=128, output_type="np"

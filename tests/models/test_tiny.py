@@ -10,7 +10,9 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from diffusers import LatentConsistencyModelImg2ImgPipeline
+from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
+    LatentConsistencyModelImg2ImgPipeline,
+)
 from PIL import Image
 
 from frames.frame import Pixels
@@ -35,7 +37,8 @@ def pipeline(tiny_folder: Path) -> LatentConsistencyModelImg2ImgPipeline:
         dtype=torch.float32,
         requires_safety_checker=False,
     )
-    loaded.set_progress_bar_config(disable=True)
+    # diffusers leaves set_progress_bar_config unannotated.
+    loaded.set_progress_bar_config(disable=True)  # type: ignore[no-untyped-call]
     return loaded
 
 
@@ -54,7 +57,11 @@ def params(**changes: ParamValue) -> dict[str, ParamValue]:
 
 
 def run(
-    model: FewStepModel, pixels: Pixels, state: dict[str, Any] | None = None, **changes: ParamValue
+    model: FewStepModel,
+    pixels: Pixels,
+    state: dict[str, Any] | None = None,
+    /,
+    **changes: ParamValue,
 ) -> Pixels:
     [output] = model.run([ModelInput(pixels, params(**changes), {} if state is None else state)])
     return output
@@ -93,7 +100,7 @@ def test_load_goes_through_from_pretrained(
     sources = []
     original = LatentConsistencyModelImg2ImgPipeline.from_pretrained.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: type, source: str, **kwargs: Any) -> Any:
+    def spy(cls: type, /, source: str, **kwargs: Any) -> Any:
         sources.append(source)
         return original(cls, source, **kwargs)
 

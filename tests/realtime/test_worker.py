@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from faulty_models import BROKEN, FAULTY, Faulty, Loader
+from support import input_pixels
 
 from frames.frame import Frame, Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
@@ -32,11 +33,11 @@ class FailsOnOdd:
 
     def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
         self.batch_sizes.append(len(batch))
-        if any(item.pixels[0, 0, 0] % 2 for item in batch):
+        if any(input_pixels(item)[0, 0, 0] % 2 for item in batch):
             raise ValueError("odd frame")
         for item in batch:
             item.state["frames"] = item.state.get("frames", 0) + 1
-        return [item.pixels + 1 for item in batch]
+        return [input_pixels(item) + 1 for item in batch]
 
 
 def job(session_id: str, value: int) -> Job:

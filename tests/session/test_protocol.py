@@ -36,7 +36,7 @@ def table_under(heading: str) -> list[list[str]]:
     """The rows (cells stripped of backticks) of the first table after `heading`."""
     text = PROTOCOL_DOC.read_text(encoding="utf-8")
     section = text.split(f"\n{heading}\n", 1)[1]
-    rows = []
+    rows: list[list[str]] = []
     for line in section.splitlines():
         if rows and not line.startswith("|"):
             break

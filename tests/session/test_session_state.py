@@ -27,18 +27,24 @@ def arrive(session: Session, now: float = 0.0) -> Frame:
 
 
 def finish(session: Session, job: Job) -> None:
-    session.finish_job(
-        255 - job.frame.pixels, started_at=job.frame.received_at + 0.011, model_ms=5.0
-    )
+    pixels = job.frame.pixels
+    assert pixels is not None
+    session.finish_job(255 - pixels, started_at=job.frame.received_at + 0.011, model_ms=5.0)
+
+
+def state_of(session: Session) -> SessionState:
+    """The state, read afresh: mypy would keep an asserted `session.state` narrowed
+    across the calls that change it."""
+    return session.state
 
 
 def test_lifecycle_to_ready() -> None:
     session = Session("s1", INVERT)
-    assert session.state is SessionState.CONNECTING
+    assert state_of(session) is SessionState.CONNECTING
     session.pin()
-    assert session.state is SessionState.WARMING
+    assert state_of(session) is SessionState.WARMING
     ready = session.model_ready()
-    assert session.state is SessionState.STREAMING
+    assert state_of(session) is SessionState.STREAMING
     assert ready == {
         "type": "ready",
         "session_id": "s1",
@@ -211,10 +217,10 @@ def test_closing_mid_inference_drains_until_the_model_returns() -> None:
     assert job is not None
     arrive(session)
     session.close()
-    assert session.state is SessionState.DRAINING
+    assert state_of(session) is SessionState.DRAINING
     assert session.next_job() is None
     finish(session, job)
-    assert session.state is SessionState.CLOSED
+    assert state_of(session) is SessionState.CLOSED
     assert session.next_output() is None
     assert session.dropped_frames == 2
 

@@ -1,9 +1,9 @@
 """The similarity filter, alone and inside a Session."""
 
 import numpy as np
-from support import gradient_image, noise_image
 
 from frames.frame import Frame
+from frames.samples import gradient_image, noise_image
 from models.effects import INVERT
 from session.session import Session
 from session.similarity import MAX_SKIPPED_IN_A_ROW, SimilarityFilter, similarity
