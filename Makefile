@@ -12,11 +12,12 @@ TORCH := torch==2.13.0
 
 # pip installs torch (it finds a local CPU wheel where there is one) and uv, both pinned
 # by the lock; uv then installs the rest, within the lock, several times faster than pip.
-# uv keeps the torch already installed, so it never downloads a CUDA build.
+# uv keeps the torch already installed, so it never downloads a CUDA build; it compiles
+# bytecode as pip does, or every process would compile what it imports (PYTHONDONTWRITEBYTECODE).
 $(INSTALLED): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --constraint $(LOCK) $(TORCH) uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --constraint $(LOCK) -e '.[test]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint $(LOCK) -e '.[test]'
 	touch $(INSTALLED)
 
 # The newest releases that pyproject.toml admits (and $(TORCH)), installed in a scratch
