@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import ServerProcess
+from support import StartServer
+
+from realtime.bench.harness import ServerProcess
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MAKE_SERVE_ADDRESS = "127.0.0.1:8000"
@@ -37,7 +38,7 @@ def test_python_blocks_finds_each_block() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+def server(start_server: StartServer) -> ServerProcess:
     return start_server()  # `make serve`'s options: the tiny model, the default
 
 
