@@ -122,7 +122,7 @@ def _follow_log(server: ServerProcess, ready: threading.Event, copy: IO[str] | N
             server.log.append(line.rstrip("\n"))
             if copy is not None and not copy.closed:
                 copy.write(line)
-            if server.is_ready:
+            if not ready.is_set() and server.is_ready:  # is_ready reads the whole log
                 ready.set()
     ready.set()  # it exited
 
@@ -130,16 +130,13 @@ def _follow_log(server: ServerProcess, ready: threading.Event, copy: IO[str] | N
 def _wait_until_ready(server: ServerProcess, ready: threading.Event, timeout: float) -> None:
     # The log says when models are warm and uvicorn listens, unless the serve args quiet
     # it (--log-level warning): then /healthz does.
-    waited = 0.0
+    deadline = time.monotonic() + timeout
     while not ready.wait(0.5):
-        waited += 0.5
-        if waited > timeout or server.process.poll() is not None:
+        if time.monotonic() > deadline or server.process.poll() is not None:
             break
         if server.health().get("status") == "ok":
             return
-    if server.process.poll() is not None or not (
-        server.is_ready or server.health().get("status") == "ok"
-    ):
+    if server.process.poll() is not None or not server.is_ready:
         tail = "\n".join(server.log[-80:])
         raise RuntimeError(f"realtime serve did not start:\n{tail}")
 
