@@ -10,9 +10,12 @@ its tables against this module.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 Wire = dict[str, Any]
 """A message as it travels: a JSON object."""
@@ -235,13 +238,13 @@ def parse_server_message(wire: Mapping[str, Any]) -> ServerMessage:
     raise ValueError(f"unexpected message from server: {dict(wire)!r}")
 
 
-def _fields(message: Any) -> Wire:
-    return {name: getattr(message, name) for name in message.__dataclass_fields__}
+def _fields(message: DataclassInstance) -> Wire:
+    return {field.name: getattr(message, field.name) for field in fields(message)}
 
 
-def _known(kind: type, body: Mapping[str, Any]) -> dict[str, Any]:
+def _known(kind: type[DataclassInstance], body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields `kind` has: a newer server may add others."""
-    names = kind.__dataclass_fields__  # type: ignore[attr-defined]
+    names = {field.name for field in fields(kind)}
     return {name: value for name, value in body.items() if name in names}
 
 
