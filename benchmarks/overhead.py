@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from frames.codecs import decode_to_size, encode_image
-from realtime.bench.camera import camera_jpegs
+from realtime.bench.camera import camera_jpegs, websocket_url
 from realtime.bench.config import BenchConfig
 from realtime.bench.harness import running_server
 from realtime.bench.report import machine_busy_seconds, rest_of_machine_cores
@@ -57,8 +57,7 @@ def floor_ms(jpegs: list[bytes], quality: int, seconds: float) -> float:
 
 
 async def closed_loop(config: BenchConfig, jpegs: list[bytes]) -> dict[str, float]:
-    url = "ws" + config.url.removeprefix("http")
-    async with await StreamClient.connect(url, model=config.model) as client:
+    async with await StreamClient.connect(websocket_url(config.url), model=config.model) as client:
         await client.update_params(**config.params)
         for jpeg in jpegs[:5]:  # warm-up
             await client.send_frame(jpeg)

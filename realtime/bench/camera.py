@@ -125,7 +125,7 @@ class Camera:
 
 async def open_websocket_camera(config: BenchConfig, frames: Sequence[bytes]) -> Camera:
     client = await StreamClient.connect(
-        _ws_url(config.url), model=config.model, api_key=config.api_key
+        websocket_url(config.url), model=config.model, api_key=config.api_key
     )
     record = SessionRecord(model=client.ready.model)
     if config.params:
@@ -185,6 +185,7 @@ async def close_cameras(cameras: Sequence[Camera]) -> None:
     )
 
 
-def _ws_url(url: str) -> str:
+def websocket_url(url: str) -> str:
+    """The ws(s):// URL of the server at http(s) `url`."""
     scheme, rest = url.split("://", 1) if "://" in url else ("http", url)
     return f"{'wss' if scheme in ('https', 'wss') else 'ws'}://{rest}"
