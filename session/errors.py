@@ -10,6 +10,8 @@
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
     ├── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
+    ├── TooLarge        too_large        a request body over the server's cap (HTTP 413)
+    ├── NotFound        not_found        no such session or viewer, or not the caller's (HTTP 404)
     ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
                                          (close 1008, HTTP 400)
     ├── RateLimited     rate_limited     too many control messages per second: this one is refused
@@ -73,6 +75,14 @@ class KeyLimit(StreamError):
 
 class BadOffer(StreamError):
     code = ErrorCode.BAD_OFFER
+
+
+class TooLarge(StreamError):
+    code = ErrorCode.TOO_LARGE
+
+
+class NotFound(StreamError):
+    code = ErrorCode.NOT_FOUND
 
 
 class NeedsFrames(StreamError):

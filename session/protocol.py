@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     KEY_SESSION_LIMIT = "key_session_limit"
     BAD_OFFER = "bad_offer"
+    TOO_LARGE = "too_large"
     NEEDS_FRAMES = "needs_frames"
     RATE_LIMITED = "rate_limited"
     IDLE_TIMEOUT = "idle_timeout"
@@ -93,6 +94,7 @@ HTTP_STATUSES: Mapping[ErrorCode, int] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNKNOWN_MODEL: 404,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.TOO_LARGE: 413,
     ErrorCode.KEY_SESSION_LIMIT: 429,
     ErrorCode.SERVER_FULL: 503,
     ErrorCode.SHUTTING_DOWN: 503,

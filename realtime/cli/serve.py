@@ -121,6 +121,14 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(default: %(default)g)",
     )
     sessions.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=DEFAULTS.max_body_bytes,
+        metavar="BYTES",
+        help="largest HTTP request body (a WebRTC offer, a token request); a larger one "
+        "is refused with 413 too_large as soon as it passes this (default: %(default)s)",
+    )
+    sessions.add_argument(
         "--max-image-size",
         type=positive_int,
         default=LIMITS.max_image_size,
@@ -259,6 +267,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         max_sessions=args.max_sessions,
         queue_timeout_s=args.queue_timeout,
         max_message_bytes=int(args.max_message_mb * 2**20),
+        max_body_bytes=args.max_body_bytes,
         workers_per_model=args.workers_per_model,
         max_batch=args.max_batch,
         ice_servers=tuple(

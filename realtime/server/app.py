@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
 from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, bearer
+from realtime.server.bodies import Endpoint, read_body, reads_body
 from realtime.server.config import ServerConfig
 from realtime.server.metrics import Metrics
 from realtime.server.responses import error_response
@@ -33,8 +34,6 @@ from session.params import SessionParams
 from session.pool import WorkerPool
 
 logger = logging.getLogger("realtime.server.app")
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 WEB_DEMO = Path(__file__).resolve().parents[2] / "web_demo"
 
@@ -79,7 +78,7 @@ def create_app(
 
     api = [
         Route("/models", authorized(list_models)),
-        Route("/tokens", issue_token, methods=["POST"]),
+        Route("/tokens", reads_body(issue_token), methods=["POST"]),
         WebSocketRoute("/stream", stream_endpoint),
         *SIGNALLING_ROUTES,
     ]
@@ -147,7 +146,7 @@ async def issue_token(request: Request) -> Response:
     state: ServerState = request.app.state.server
     try:
         identity = state.access.identify_key(bearer(request.headers.get("authorization")))
-        body = orjson.loads(await request.body() or b"{}")
+        body = orjson.loads(await read_body(request, state.config.max_body_bytes) or b"{}")
         if not isinstance(body, dict):
             raise BadMessage("the body must be a JSON object")
         model = body.get("model", state.config.default_model)

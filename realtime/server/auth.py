@@ -4,10 +4,12 @@ A key is sent as `Authorization: Bearer KEY` (HTTP, WebSocket, WHIP and WHEP).
 `POST /v1/tokens` trades a key for a token scoped to one model and a few minutes:
 a browser then opens `/v1/stream?model=M&token=T` (or sends it as the Bearer
 credential, or as `"token"` in a WebRTC offer) and the key stays on the user's
-backend. Tokens are `payload.signature`, both base64url; the signature is an
-HMAC-SHA256 of the payload with the server's secret. Credentials are checked
-when a session starts: a session is not cut when its token later expires.
-With no key configured the server is open, and says so at start.
+backend. A URL (`?token=`) may carry a token, never a key. Tokens are
+`payload.signature`, both base64url; the signature is an HMAC-SHA256 of the
+payload with the server's secret. Credentials are checked when a session
+starts: a session is not cut when its token later expires. A session belongs
+to the identity that opened it (`Lease.owner`). With no key configured the
+server is open, and says so at start.
 """
 
 from __future__ import annotations
@@ -48,12 +50,21 @@ class Access:
     def is_open(self) -> bool:
         return not self._keys
 
-    def identify(self, credential: str | None, model: str | None) -> Identity:
-        """The identity behind a key or a token (for `model`, when it names one), or raise."""
+    def identify(
+        self, credential: str | None, model: str | None, *, in_url: bool = False
+    ) -> Identity:
+        """The identity behind a key or a token (for `model`, when it names one), or raise.
+        A credential that came `in_url` must be a token: URLs end up in logs and
+        browser histories, and a token expires within minutes where a key does not."""
         if self.is_open:
             return OPEN
         if not credential:
             raise Unauthorized("an API key or token is required (Authorization: Bearer ...)")
+        if in_url and self._is_key(credential):
+            raise Unauthorized(
+                "an API key must not be sent in a URL: send it as Authorization: Bearer KEY,"
+                " or trade it for a short-lived token with POST /v1/tokens and send that"
+            )
         return self.identify_key(credential, or_token_for=model)
 
     def identify_key(self, credential: str | None, *, or_token_for: str | None = "") -> Identity:
@@ -63,12 +74,15 @@ class Access:
             return OPEN
         if not credential:
             raise Unauthorized("an API key is required (Authorization: Bearer KEY)")
-        key = self._keys.get(key_id(credential))
-        if key is not None and hmac.compare_digest(key, credential):
-            return Identity(key_id(key))
+        if self._is_key(credential):
+            return Identity(key_id(credential))
         if or_token_for == "":
             raise Unauthorized("not a valid API key (a token cannot be used here)")
         return self._verify_token(credential, or_token_for)
+
+    def _is_key(self, credential: str) -> bool:
+        key = self._keys.get(key_id(credential))
+        return key is not None and hmac.compare_digest(key, credential)
 
     def issue_token(self, identity: Identity, model: str, ttl_s: float, now: float) -> str:
         payload = orjson.dumps({"key": identity.key_id, "model": model, "exp": now + ttl_s})

@@ -22,6 +22,9 @@ class ServerConfig:
     line, refuse at once."""
     max_message_bytes: int = 8 * 2**20
     """Largest WebSocket message accepted; a larger one closes the session with 1009."""
+    max_body_bytes: int = 64 * 2**10
+    """Largest HTTP request body read (an SDP offer is a few KB); a larger one is
+    refused with 413 `too_large` as soon as it passes this, unread beyond."""
     workers_per_model: int = 1
     max_batch: int = 8
     """Most sessions' frames a worker runs through its model in one call."""

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from realtime.server.auth import Identity
 from realtime.server.metrics import SessionMeter
 from realtime.server.worker import ModelWorker
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A session's slot: the worker it is pinned to and its meter, until `release`."""
+    """A session's slot: the worker it is pinned to and its meter, until `release`;
+    `owner`, who opened it, is the only one who may act on it (watch it, end it)."""
 
     worker: ModelWorker
     meter: SessionMeter
     release: Callable[[], None]
+    owner: Identity

@@ -3,11 +3,15 @@
 JSON: one object per line with `time` (ISO 8601, UTC), `level`, `logger` and
 `message`; `session_id` when the record carries one (session.logs.SessionLog puts
 it there); `exception` with the traceback when there is one.
+
+Either way no credential is logged: URLs are (uvicorn's access log, WebSocket
+handshakes), so a `token=` in one is written as `token=[redacted]`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from datetime import UTC, datetime
@@ -19,6 +23,20 @@ import orjson
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+URL_TOKEN = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
+
+
+class RedactUrlTokens(logging.Filter):
+    """Writes `?token=...` in a record's message as `?token=[redacted]`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message.lower():
+            record.msg = URL_TOKEN.sub(r"\1[redacted]", message)
+            record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +66,7 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
+    handler.addFilter(RedactUrlTokens())  # on the handler: it sees every logger's records
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE candidate pair
     if log_format == "json":

@@ -8,6 +8,10 @@
 
 Answers carry every ICE candidate (no trickle ICE), so PATCH on a WHIP or WHEP
 resource is answered 405, as RFC 9725 asks of servers without trickle ICE.
+
+A session is its owner's (the key whose credential opened it): its resources
+answer anyone else as they answer an unknown id. Credentials are checked from the
+headers before any body is read, and bodies are read up to the cap only (bodies.py).
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from starlette.routing import Route
 
 from realtime.ice import rtc_configuration
 from realtime.server.auth import bearer
+from realtime.server.bodies import read_body, reads_body
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
 from realtime.server.state import ServerState
 from realtime.server.webrtc import PeerSession
-from session.errors import BadMessage, StreamError
-from session.protocol import ErrorCode, ErrorMessage, http_status
+from session.errors import BadMessage, NotFound, StreamError
 
 SDP = "application/sdp"
 
@@ -36,7 +40,11 @@ async def webrtc_offer(request: Request) -> Response:
     """POST /v1/webrtc/offer: the peer sends its camera and gets the generated video back."""
     server = _server(request)
     try:
-        offer = _json_object(await request.body())
+        credential = _credential(request)
+        if credential is not None:
+            server.authorize(credential, None)  # before the body; its model is checked below
+        # Without a header, a browser's token is in the body: read it, at most the cap.
+        offer = _json_object(await read_body(request, server.config.max_body_bytes))
         sdp = offer.get("sdp")
         if offer.get("type") != "offer":
             raise BadMessage("'type' must be \"offer\"", field="type")
@@ -45,9 +53,11 @@ async def webrtc_offer(request: Request) -> Response:
         params = offer.get("params", {})
         if not isinstance(params, dict):
             raise BadMessage("'params' must be an object", field="params")
+        token = offer.get("token")
+        if token is not None and not isinstance(token, str):
+            raise BadMessage("'token' must be a token from POST /v1/tokens", field="token")
         model = offer.get("model", server.config.default_model)
-        credential = _credential(request) or offer.get("token")
-        peer = await _open_session(server, str(model), sdp, params, credential)
+        peer = await _open_session(server, str(model), sdp, params, credential or token)
     except StreamError as error:
         return error_response(error)
     return JSONResponse(
@@ -59,16 +69,15 @@ async def whip(request: Request) -> Response:
     """POST /v1/whip?model=ID: WHIP ingest (RFC 9725)."""
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
+    if (not_sdp := _unless_sdp(request)) is not None:
+        return not_sdp
     server = _server(request)
-    if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
-        return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
     model = request.query_params.get("model", server.config.default_model)
     try:
-        offer = (await request.body()).decode()
+        server.authorize(_credential(request), model)
+        offer = await _read_sdp(request, server)
         peer = await _open_session(server, model, offer, {}, _credential(request))
-    except (StreamError, UnicodeDecodeError) as error:
-        if isinstance(error, UnicodeDecodeError):
-            error = BadMessage("the SDP offer must be UTF-8 text", field="sdp")
+    except StreamError as error:
         return error_response(error)
     return _sdp_created(peer.pc.localDescription.sdp, f"/v1/whip/{peer.id}")
 
@@ -77,11 +86,8 @@ async def whip_session(request: Request) -> Response:
     """DELETE /v1/whip/{session_id} ends the session; PATCH (trickle ICE) is not supported."""
     if request.method == "PATCH":
         return Response(status_code=405, headers={"Allow": "DELETE"})
-    peer = _server(request).peers.get(request.path_params["session_id"])
-    if peer is None:
-        return _not_found("session")
     try:
-        _server(request).authorize(_credential(request), peer.live.session.model.id)
+        peer = _owned_peer(request, "session")
     except StreamError as error:
         return error_response(error)
     await peer.close()
@@ -92,14 +98,11 @@ async def whep(request: Request) -> Response:
     """POST /v1/whep/{session_id}: a viewer that watches a session's output."""
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
-    peer = _server(request).peers.get(request.path_params["session_id"])
-    if peer is None:
-        return _not_found("session")
-    if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
-        return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
+    if (not_sdp := _unless_sdp(request)) is not None:
+        return not_sdp
     try:
-        _server(request).authorize(_credential(request), peer.live.session.model.id)
-        viewer_id, answer = await peer.add_viewer((await request.body()).decode())
+        peer = _owned_peer(request, "session")
+        viewer_id, answer = await peer.add_viewer(await _read_sdp(request, _server(request)))
     except StreamError as error:
         return error_response(error)
     return _sdp_created(answer, f"/v1/whep/{peer.id}/{viewer_id}")
@@ -109,11 +112,10 @@ async def whep_viewer(request: Request) -> Response:
     """DELETE /v1/whep/{session_id}/{viewer_id} ends that viewer."""
     if request.method == "PATCH":
         return Response(status_code=405, headers={"Allow": "DELETE"})
-    peer = _server(request).peers.get(request.path_params["session_id"])
-    if peer is None or request.path_params["viewer_id"] not in peer.viewers:
-        return _not_found("viewer")
     try:
-        _server(request).authorize(_credential(request), peer.live.session.model.id)
+        peer = _owned_peer(request, "viewer")
+        if request.path_params["viewer_id"] not in peer.viewers:
+            raise NotFound("no such viewer")
     except StreamError as error:
         return error_response(error)
     await peer.remove_viewer(request.path_params["viewer_id"])
@@ -121,12 +123,28 @@ async def whep_viewer(request: Request) -> Response:
 
 
 ROUTES = [  # mounted under /v1
-    Route("/webrtc/offer", webrtc_offer, methods=["POST"]),
-    Route("/whip", whip, methods=["POST", "OPTIONS"]),
+    Route("/webrtc/offer", reads_body(webrtc_offer), methods=["POST"]),
+    Route("/whip", reads_body(whip), methods=["POST", "OPTIONS"]),
     Route("/whip/{session_id}", whip_session, methods=["DELETE", "PATCH"]),
-    Route("/whep/{session_id}", whep, methods=["POST", "OPTIONS"]),
+    Route("/whep/{session_id}", reads_body(whep), methods=["POST", "OPTIONS"]),
     Route("/whep/{session_id}/{viewer_id}", whep_viewer, methods=["DELETE", "PATCH"]),
 ]
+
+
+def _owned_peer(request: Request, what: str) -> PeerSession:
+    """The session in the path, when the caller opened it; else raise.
+
+    The credential is checked first, so a caller without one learns nothing;
+    a session another key opened answers the very 404 an unknown id does, so
+    live ids cannot be told from unknown ones."""
+    server = _server(request)
+    credential = _credential(request)
+    caller = server.authorize(credential, None)
+    peer = server.peers.get(request.path_params["session_id"])
+    if peer is None or peer.live.lease.owner != caller:
+        raise NotFound(f"no such {what}")
+    server.authorize(credential, peer.live.session.model.id)  # a token is for its model
+    return peer
 
 
 async def _open_session(
@@ -183,6 +201,21 @@ def _server(request: Request) -> ServerState:
     return state
 
 
+def _unless_sdp(request: Request) -> Response | None:
+    """415 for a body that is not `application/sdp`; None for one that is."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
+        return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
+    return None
+
+
+async def _read_sdp(request: Request, server: ServerState) -> str:
+    """The SDP offer in the body, at most the cap."""
+    try:
+        return (await read_body(request, server.config.max_body_bytes)).decode()
+    except UnicodeDecodeError:
+        raise BadMessage("the SDP offer must be UTF-8 text", field="sdp") from None
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(body)
@@ -191,13 +224,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise BadMessage("the body must be a JSON object")
     return parsed
-
-
-def _not_found(what: str) -> JSONResponse:
-    return JSONResponse(
-        ErrorMessage(ErrorCode.NOT_FOUND, f"no such {what}").to_wire(),
-        status_code=http_status(ErrorCode.NOT_FOUND),
-    )
 
 
 def _sdp_created(sdp: str, location: str) -> Response:

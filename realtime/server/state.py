@@ -66,10 +66,13 @@ class ServerState:
     """Sessions waiting in line for a slot (`admit_in_turn`), first come first."""
     _queue_moved: Signal = field(default_factory=lambda: Signal())
 
-    def authorize(self, credential: str | None, model_id: str | None) -> Identity:
-        """Who presents `credential` (a key, or a token for `model_id`), or raise."""
+    def authorize(
+        self, credential: str | None, model_id: str | None, *, in_url: bool = False
+    ) -> Identity:
+        """Who presents `credential` (a key, or a token for `model_id`; only a token
+        when it came `in_url`), or raise."""
         try:
-            return self.access.identify(credential, model_id)
+            return self.access.identify(credential, model_id, in_url=in_url)
         except StreamError as refusal:
             self.metrics.refusals.labels(refusal.code).inc()
             raise
@@ -82,6 +85,7 @@ class ServerState:
         on_queued: Callable[[int], Awaitable[None]] | None = None,
         *,
         text_input: bool = False,
+        credential_in_url: bool = False,
     ) -> Lease:
         """A slot for a new session, or raise: unauthorized, shutting down, key limit,
         unknown model, full.
@@ -91,7 +95,7 @@ class ServerState:
         awaited on joining and whenever the position changes (1 is next), and
         ServerFull is raised when no slot came within the timeout."""
         timeout = self.config.queue_timeout_s
-        identity = self.authorize(credential, model_id)
+        identity = self.authorize(credential, model_id, in_url=credential_in_url)
         if text_input:
             self._counting_refusals(self._check_text_input, model_id)
         if timeout is None or (self.pool.has_room and not self.waiting):
@@ -162,7 +166,7 @@ class ServerState:
             meter.released()
             self._queue_moved.fire()
 
-        return Lease(worker, meter, release)
+        return Lease(worker, meter, release, identity)
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let

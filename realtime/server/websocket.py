@@ -35,9 +35,10 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     model_id = websocket.query_params.get("model", server.config.default_model)
     await websocket.accept()
     # Browsers cannot set headers on a WebSocket: they bring a token in the query.
-    credential = bearer(websocket.headers.get("authorization")) or websocket.query_params.get(
-        "token"
-    )
+    credential = bearer(websocket.headers.get("authorization"))
+    in_url = credential is None
+    if in_url:
+        credential = websocket.query_params.get("token")
 
     async def report_position(position: int) -> None:
         await _send_message(websocket, Queued(position).to_wire())
@@ -49,7 +50,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         if input_kind not in ("frames", "text"):
             raise BadMessage(f"input must be 'frames' or 'text', got {input_kind!r}", field="input")
         lease = await server.admit(
-            model_id, "websocket", credential, report_position, text_input=text_input
+            model_id,
+            "websocket",
+            credential,
+            report_position,
+            text_input=text_input,
+            credential_in_url=in_url,
         )
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
