@@ -32,7 +32,10 @@ class RedactUrlTokens(logging.Filter):
     """Writes `?token=...` in a record's message as `?token=[redacted]`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let the handler report it as usual
+            return True
         if "token=" in message.lower():
             record.msg = URL_TOKEN.sub(r"\1[redacted]", message)
             record.args = None
