@@ -8,6 +8,9 @@ backend. Tokens are `payload.signature`, both base64url; the signature is an
 HMAC-SHA256 of the payload with the server's secret. Credentials are checked
 when a session starts: a session is not cut when its token later expires.
 With no key configured the server is open, and says so at start.
+
+What each credential may use is docs/protocol.md's "Who may use what" table: a
+key everything, a token only what streaming needs (`Scope`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from enum import Enum
 
 import orjson
 
@@ -37,6 +41,15 @@ OPEN = Identity("open")
 """Everyone, on a server with no keys."""
 
 
+class Scope(Enum):
+    """What an endpoint asks of its caller on a server with keys."""
+
+    STREAM = "stream"
+    """Sessions, and what a page needs around them: a key, or a token (for the model)."""
+    OPERATE = "operate"
+    """The operator's endpoints (/metrics, minting tokens): a key; a token is forbidden."""
+
+
 class Access:
     """The server's keys and token secret."""
 
@@ -48,17 +61,22 @@ class Access:
     def is_open(self) -> bool:
         return not self._keys
 
-    def identify(self, credential: str | None, model: str | None) -> Identity:
-        """The identity behind a key or a token (for `model`, when it names one), or raise."""
+    def identify(
+        self, credential: str | None, model: str | None, scope: Scope = Scope.STREAM
+    ) -> Identity:
+        """The identity behind a key or a token (for `model`, when it names one), or raise;
+        for `Scope.OPERATE`, behind a key only."""
         if self.is_open:
             return OPEN
+        if scope is Scope.OPERATE:
+            return self.identify_key(credential)
         if not credential:
             raise Unauthorized("an API key or token is required (Authorization: Bearer ...)")
         return self.identify_key(credential, or_token_for=model)
 
     def identify_key(self, credential: str | None, *, or_token_for: str | None = "") -> Identity:
         """The identity of an API key; a token is accepted only when `or_token_for`
-        is not "" (None: a token for any model)."""
+        is not "" (None: a token for any model), else it is forbidden."""
         if self.is_open:
             return OPEN
         if not credential:
@@ -66,9 +84,12 @@ class Access:
         key = self._keys.get(key_id(credential))
         if key is not None and hmac.compare_digest(key, credential):
             return Identity(key_id(key))
-        if or_token_for == "":
-            raise Unauthorized("not a valid API key (a token cannot be used here)")
-        return self._verify_token(credential, or_token_for)
+        if or_token_for != "":
+            return self._verify_token(credential, or_token_for)
+        self._verify_token(credential, None)  # neither a key nor a token: unauthorized
+        raise Forbidden(
+            "a token is for streaming only: this needs an API key", field="authorization"
+        )
 
     def issue_token(self, identity: Identity, model: str, ttl_s: float, now: float) -> str:
         payload = orjson.dumps({"key": identity.key_id, "model": model, "exp": now + ttl_s})

@@ -30,11 +30,15 @@ from session.errors import BadMessage, StreamError
 from session.protocol import ErrorCode, ErrorMessage, http_status
 
 SDP = "application/sdp"
+JSON = "application/json"
 
 
 async def webrtc_offer(request: Request) -> Response:
     """POST /v1/webrtc/offer: the peer sends its camera and gets the generated video back."""
     server = _server(request)
+    # JSON only: a page on another site can post a form or text/plain without asking.
+    if _content_type(request) != JSON:
+        return error_response(BadMessage(f"Content-Type must be {JSON}", field="content-type"), 415)
     try:
         offer = _json_object(await request.body())
         sdp = offer.get("sdp")
@@ -60,7 +64,7 @@ async def whip(request: Request) -> Response:
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
     server = _server(request)
-    if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
+    if _content_type(request) != SDP:
         return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
     model = request.query_params.get("model", server.config.default_model)
     try:
@@ -95,7 +99,7 @@ async def whep(request: Request) -> Response:
     peer = _server(request).peers.get(request.path_params["session_id"])
     if peer is None:
         return _not_found("session")
-    if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
+    if _content_type(request) != SDP:
         return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
     try:
         _server(request).authorize(_credential(request), peer.live.session.model.id)
@@ -172,6 +176,10 @@ def _forget(server: ServerState) -> Any:
         server.peers.pop(peer.id, None)
 
     return forget
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def _credential(request: Request) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from models.base import ModelEntry
-from realtime.server.auth import Access, Identity
+from realtime.server.auth import Access, Identity, Scope
 from realtime.server.config import ServerConfig
 from realtime.server.lease import Lease
 from realtime.server.metrics import Metrics
@@ -66,10 +66,13 @@ class ServerState:
     """Sessions waiting in line for a slot (`admit_in_turn`), first come first."""
     _queue_moved: Signal = field(default_factory=lambda: Signal())
 
-    def authorize(self, credential: str | None, model_id: str | None) -> Identity:
-        """Who presents `credential` (a key, or a token for `model_id`), or raise."""
+    def authorize(
+        self, credential: str | None, model_id: str | None, scope: Scope = Scope.STREAM
+    ) -> Identity:
+        """Who presents `credential` (a key, or for `Scope.STREAM` a token for `model_id`),
+        or raise."""
         try:
-            return self.access.identify(credential, model_id)
+            return self.access.identify(credential, model_id, scope)
         except StreamError as refusal:
             self.metrics.refusals.labels(refusal.code).inc()
             raise
