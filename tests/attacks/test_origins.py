@@ -12,6 +12,7 @@ import pytest
 from support import StartServer
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from realtime.bench.harness import ServerProcess
 
@@ -39,7 +40,11 @@ async def upgrade(
     url = f"ws://{host or f'127.0.0.1:{server.port}'}/v1/stream?model=invert"
     try:
         async with connect(
-            url, origin=origin, host="127.0.0.1", port=server.port, additional_headers=headers
+            url,
+            origin=None if origin is None else Origin(origin),
+            host="127.0.0.1",
+            port=server.port,
+            additional_headers=headers,
         ) as websocket:
             message: dict[str, Any] = orjson.loads(await websocket.recv())
             return message
