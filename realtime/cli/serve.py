@@ -33,8 +33,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--host",
         default="127.0.0.1",
         help="address to listen on; 0.0.0.0 for every interface, where without --api-key "
-        "anyone who can reach the port may use the server (default: %(default)s, this "
-        "machine only)",
+        "anyone who can reach the port may use the server (default: %(default)s)",
     )
     where.add_argument(
         "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
