@@ -38,15 +38,15 @@ headers), so they pass."""
 
 
 def allowed_hosts(bind_host: str) -> tuple[str, ...] | None:
-    """The `Host` names a server listening on `bind_host` answers: localhost names on a
-    loopback bind, any (None) on another (a public name is not known here)."""
-    if bind_host == "localhost":
-        return LOOPBACK_NAMES
+    """The `Host` names a server listening on `bind_host` answers: localhost names (and
+    the address itself, e.g. 127.0.0.2) on a loopback bind, any (None) on another (its
+    public names are not known here)."""
+    address = bind_host.strip("[]").lower()
     try:
-        loopback = ipaddress.ip_address(bind_host.strip("[]")).is_loopback
+        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
     except ValueError:
         return None  # a host name: whatever it resolves to, other names may reach it
-    return LOOPBACK_NAMES if loopback else None
+    return tuple(dict.fromkeys((*LOOPBACK_NAMES, address))) if loopback else None
 
 
 def web_origin(text: str) -> str:

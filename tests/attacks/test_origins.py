@@ -15,8 +15,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
 from realtime.bench.harness import ServerProcess
+from realtime.server.origins import LOOPBACK_NAMES, allowed_hosts
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+ASYNC = pytest.mark.asyncio(loop_scope="module")
 
 LISTED = "https://app.example.com"
 EVIL = "http://evil.example"
@@ -59,16 +60,19 @@ def refused_for(answer: dict[str, Any], field: str) -> bool:
     return (answer["status"], answer["code"], answer["field"]) == (403, "forbidden", field)
 
 
+@ASYNC
 async def test_a_page_of_another_site_cannot_open_a_session(server: ServerProcess) -> None:
     for origin in (EVIL, "null", f"http://127.0.0.1:{server.port + 1}", "https://app.example.co"):
         assert refused_for(await upgrade(server, origin=origin), "origin"), origin
 
 
+@ASYNC
 async def test_its_own_pages_apps_and_listed_origins_can(server: ServerProcess) -> None:
     for origin in (f"http://127.0.0.1:{server.port}", None, LISTED):
         assert (await upgrade(server, origin=origin))["type"] == "ready", origin
 
 
+@ASYNC
 async def test_another_site_cannot_post_offers_or_end_sessions(server: ServerProcess) -> None:
     offer = {"type": "offer", "sdp": "v=0\r\n", "model": "invert"}
     async with httpx.AsyncClient(base_url=server.http_url, headers={"Origin": EVIL}) as page:
@@ -85,6 +89,7 @@ async def test_another_site_cannot_post_offers_or_end_sessions(server: ServerPro
         assert refused_for({"status": answer.status_code, **answer.json()}, "origin")
 
 
+@ASYNC
 async def test_offers_are_json_only(server: ServerProcess) -> None:
     """What a form can post without asking (text/plain, urlencoded) is not an offer, even
     without an Origin header (older browsers leave it out of some form posts)."""
@@ -98,6 +103,7 @@ async def test_offers_are_json_only(server: ServerProcess) -> None:
         assert (answer.status_code, answer.json()["field"]) == (415, "content-type"), content_type
 
 
+@ASYNC
 async def test_a_rebound_name_is_refused_on_loopback(server: ServerProcess) -> None:
     """DNS rebinding: evil.example now resolves to 127.0.0.1, so its page is same-origin."""
     rebound = f"evil.example:{server.port}"
@@ -109,6 +115,7 @@ async def test_a_rebound_name_is_refused_on_loopback(server: ServerProcess) -> N
         assert httpx.get(f"{server.http_url}/v1/models", headers={"Host": host}).status_code == 200
 
 
+@ASYNC
 async def test_a_public_bind_answers_any_name_but_not_other_sites(
     start_server: StartServer,
 ) -> None:
@@ -119,6 +126,7 @@ async def test_a_public_bind_answers_any_name_but_not_other_sites(
     assert refused_for(await upgrade(public, origin=EVIL, host=name), "origin")
 
 
+@ASYNC
 async def test_with_keys_the_credentials_are_the_guard(start_server: StartServer) -> None:
     """A page of any origin that was given a credential may use the server."""
     keyed = start_server("--model", "invert", "--api-key", KEY)
@@ -127,3 +135,22 @@ async def test_with_keys_the_credentials_are_the_guard(start_server: StartServer
     assert (await upgrade(keyed, origin=EVIL))["code"] == "unauthorized"
     models = httpx.get(f"{keyed.http_url}/v1/models", headers={"Host": "evil.example", **with_key})
     assert models.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("bind", "names"),
+    [
+        ("127.0.0.1", LOOPBACK_NAMES),
+        ("localhost", LOOPBACK_NAMES),
+        ("::1", LOOPBACK_NAMES),
+        ("127.0.0.2", (*LOOPBACK_NAMES, "127.0.0.2")),
+        ("0.0.0.0", None),
+        ("::", None),
+        ("192.168.1.20", None),
+        ("media.example", None),
+    ],
+)
+def test_only_a_loopback_bind_limits_the_host_names(
+    bind: str, names: tuple[str, ...] | None
+) -> None:
+    assert allowed_hosts(bind) == names
