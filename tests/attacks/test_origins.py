@@ -4,6 +4,8 @@ its own pages, apps without `Origin` and `--cors-origin` origins get in."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -154,3 +156,14 @@ def test_only_a_loopback_bind_limits_the_host_names(
     bind: str, names: tuple[str, ...] | None
 ) -> None:
     assert allowed_hosts(bind) == names
+
+
+def test_a_cors_origin_must_be_an_origin() -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "realtime", "serve", "--cors-origin", "app.example.com/page"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--cors-origin: must be an origin such as https://" in refused.stderr
