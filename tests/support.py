@@ -21,6 +21,8 @@ from realtime.bench import harness
 from realtime.bench.harness import ServerProcess, free_port
 from realtime.server.serving import Listen, uvicorn_config
 
+PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+
 
 def input_pixels(item: ModelInput) -> Pixels:
     """The frame a test model was given: the tests' models are image to image."""
@@ -56,6 +58,20 @@ def serve_app(app: Starlette, *, max_message_bytes: int = 2**20) -> Iterator[str
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def doc_table(heading: str) -> list[list[str]]:
+    """The rows (cells stripped of backticks) of the first table after `heading` in
+    docs/protocol.md, which tests check against the code so that the two cannot drift."""
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    rows: list[list[str]] = []
+    for line in section.splitlines():
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    return rows[1:]  # without the header
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:

@@ -7,6 +7,8 @@ import argparse
 import json
 from typing import Any
 
+from realtime.server import origins
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -27,6 +29,13 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def web_origin(text: str) -> str:
+    try:
+        return origins.web_origin(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def seconds_or_never(text: str) -> float | None:

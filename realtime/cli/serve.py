@@ -9,10 +9,11 @@ import sys
 from models.base import ModelEntry
 from models.loading import ModelLoadError
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
-from realtime.cli.arguments import positive_float, positive_int, seconds_or_never
+from realtime.cli.arguments import positive_float, positive_int, seconds_or_never, web_origin
 from realtime.ice import IceServer
 from realtime.server.config import ServerConfig
 from realtime.server.logs import LOG_FORMATS, configure_logging
+from realtime.server.origins import allowed_hosts
 from session.limits import SessionLimits
 
 DEFAULTS = ServerConfig()
@@ -31,7 +32,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     where.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)",
+        help="address to listen on; 0.0.0.0 for every interface, where without --api-key "
+        "anyone who can reach the port may use the server (default: %(default)s)",
     )
     where.add_argument(
         "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
@@ -185,6 +187,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="sessions one API key (and its tokens) may hold at once (default: no limit)",
     )
     access.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        type=web_origin,
+        metavar="ORIGIN",
+        help="with no API key, let pages of this other site use the server as its own pages "
+        "may (e.g. https://app.example.com, or * for any); repeatable (default: none)",
+    )
+    access.add_argument(
         "--max-token-ttl",
         type=float,
         default=DEFAULTS.max_token_ttl_s,
@@ -279,6 +290,8 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         # One secret for every instance behind a load balancer; else random per process.
         token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
         max_token_ttl_s=args.max_token_ttl,
+        cors_origins=tuple(args.cors_origin),
+        allowed_hosts=allowed_hosts(args.host),
         limits=SessionLimits(
             max_messages_per_s=args.max_messages_per_s,
             idle_timeout_s=args.idle_timeout,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -20,10 +21,11 @@ from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
-from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, bearer
+from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, Scope, bearer
 from realtime.server.bodies import Endpoint, read_body, reads_body
 from realtime.server.config import ServerConfig
 from realtime.server.metrics import Metrics
+from realtime.server.origins import OpenServerGuard
 from realtime.server.responses import error_response
 from realtime.server.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.server.state import ServerState
@@ -76,20 +78,26 @@ def create_app(
             await asyncio.gather(*(peer.close() for peer in list(state.peers.values())))
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
 
+    # Who may use what: docs/protocol.md's table. Sessions check their credential (and
+    # the token's model) when admitted; /healthz and the web demo are public.
     api = [
-        Route("/models", authorized(list_models)),
+        Route("/models", authorized(list_models, Scope.STREAM)),
         Route("/tokens", reads_body(issue_token), methods=["POST"]),
         WebSocketRoute("/stream", stream_endpoint),
         *SIGNALLING_ROUTES,
     ]
     routes = [
         Route("/healthz", healthz),
-        Route("/metrics", authorized(metrics)),
+        Route("/metrics", authorized(metrics, Scope.OPERATE)),
         # Its own mount, so that a wrong method on an API path gets 405, not the web demo's 404.
         Mount("/v1", routes=api),
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # With keys, credentials guard the server; without, only its own pages may use it.
+    guard = Middleware(OpenServerGuard, origins=config.cors_origins, hosts=config.allowed_hosts)
+    return Starlette(
+        routes=routes, middleware=[] if config.api_keys else [guard], lifespan=lifespan
+    )
 
 
 async def _wait_until_loaded(state: ServerState, on_load_failed: Callable[[], None] | None) -> None:
@@ -121,13 +129,13 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
 
-def authorized(endpoint: Endpoint) -> Endpoint:
-    """The endpoint, behind a check for a valid API key or token (when keys are set)."""
+def authorized(endpoint: Endpoint, scope: Scope) -> Endpoint:
+    """The endpoint, behind a check for a credential that `scope` takes (when keys are set)."""
 
     async def guarded(request: Request) -> Response:
         state: ServerState = request.app.state.server
         try:
-            state.authorize(bearer(request.headers.get("authorization")), None)
+            state.authorize(bearer(request.headers.get("authorization")), None, scope)
         except StreamError as error:
             return error_response(error)
         return await endpoint(request)
@@ -145,7 +153,9 @@ async def issue_token(request: Request) -> Response:
     """POST /v1/tokens {"model": ID, "ttl": seconds?} with a key: a token for browsers."""
     state: ServerState = request.app.state.server
     try:
-        identity = state.access.identify_key(bearer(request.headers.get("authorization")))
+        identity = state.authorize(
+            bearer(request.headers.get("authorization")), None, Scope.OPERATE
+        )
         body = orjson.loads(await read_body(request, state.config.max_body_bytes) or b"{}")
         if not isinstance(body, dict):
             raise BadMessage("the body must be a JSON object")

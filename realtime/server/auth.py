@@ -10,6 +10,9 @@ payload with the server's secret. Credentials are checked when a session
 starts: a session is not cut when its token later expires. A session belongs
 to the identity that opened it (`Lease.owner`). With no key configured the
 server is open, and says so at start.
+
+What each credential may use is docs/protocol.md's "Who may use what" table: a
+key everything, a token only what streaming needs (`Scope`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from enum import Enum
 
 import orjson
 
@@ -39,6 +43,15 @@ OPEN = Identity("open")
 """Everyone, on a server with no keys."""
 
 
+class Scope(Enum):
+    """What an endpoint asks of its caller on a server with keys."""
+
+    STREAM = "stream"
+    """Sessions, and what a page needs around them: a key, or a token (for the model)."""
+    OPERATE = "operate"
+    """The operator's endpoints (/metrics, minting tokens): a key; a token is forbidden."""
+
+
 class Access:
     """The server's keys and token secret."""
 
@@ -51,13 +64,21 @@ class Access:
         return not self._keys
 
     def identify(
-        self, credential: str | None, model: str | None, *, in_url: bool = False
+        self,
+        credential: str | None,
+        model: str | None,
+        scope: Scope = Scope.STREAM,
+        *,
+        in_url: bool = False,
     ) -> Identity:
-        """The identity behind a key or a token (for `model`, when it names one), or raise.
-        A credential that came `in_url` must be a token: URLs end up in logs and
-        browser histories, and a token expires within minutes where a key does not."""
+        """The identity behind a key or a token (for `model`, when it names one), or raise;
+        for `Scope.OPERATE`, behind a key only. A credential that came `in_url` must be
+        a token: URLs end up in logs and browser histories, and a token expires within
+        minutes where a key does not."""
         if self.is_open:
             return OPEN
+        if scope is Scope.OPERATE:
+            return self.identify_key(credential)
         if not credential:
             raise Unauthorized("an API key or token is required (Authorization: Bearer ...)")
         if in_url and self._is_key(credential):
@@ -69,16 +90,19 @@ class Access:
 
     def identify_key(self, credential: str | None, *, or_token_for: str | None = "") -> Identity:
         """The identity of an API key; a token is accepted only when `or_token_for`
-        is not "" (None: a token for any model)."""
+        is not "" (None: a token for any model), else it is forbidden."""
         if self.is_open:
             return OPEN
         if not credential:
             raise Unauthorized("an API key is required (Authorization: Bearer KEY)")
         if self._is_key(credential):
             return Identity(key_id(credential))
-        if or_token_for == "":
-            raise Unauthorized("not a valid API key (a token cannot be used here)")
-        return self._verify_token(credential, or_token_for)
+        if or_token_for != "":
+            return self._verify_token(credential, or_token_for)
+        self._verify_token(credential, None)  # neither a key nor a token: unauthorized
+        raise Forbidden(
+            "a token is for streaming only: this needs an API key", field="authorization"
+        )
 
     def _is_key(self, credential: str) -> bool:
         key = self._keys.get(key_id(credential))

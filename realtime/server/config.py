@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from models.registry import DEFAULT_MODEL
 from realtime.ice import IceServer
+from realtime.server.origins import LOOPBACK_NAMES
 from session.limits import SessionLimits
 
 
@@ -36,6 +37,12 @@ class ServerConfig:
     token_secret: bytes | None = None
     """Signs tokens; give every instance behind one load balancer the same. None: random."""
     max_token_ttl_s: float = 3600.0
+    cors_origins: tuple[str, ...] = ()
+    """Other sites' origins (`https://app.example.com`, or `*`) whose pages may use a
+    server with no API key (realtime/server/origins.py); its own pages always may."""
+    allowed_hosts: tuple[str, ...] | None = LOOPBACK_NAMES
+    """`Host` names a server with no API key answers (DNS rebinding): localhost names
+    for a loopback bind, None (any) for another; see `origins.allowed_hosts`."""
     ice_addresses: tuple[str, ...] = ()
     """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
     limits: SessionLimits = field(default_factory=SessionLimits)

@@ -34,11 +34,15 @@ from realtime.server.webrtc import PeerSession
 from session.errors import BadMessage, NotFound, StreamError
 
 SDP = "application/sdp"
+JSON = "application/json"
 
 
 async def webrtc_offer(request: Request) -> Response:
     """POST /v1/webrtc/offer: the peer sends its camera and gets the generated video back."""
     server = _server(request)
+    # JSON only: a page on another site can post a form or text/plain without asking.
+    if (not_json := _unless_content_type(request, JSON)) is not None:
+        return not_json
     try:
         credential = _credential(request)
         if credential is not None:
@@ -69,7 +73,7 @@ async def whip(request: Request) -> Response:
     """POST /v1/whip?model=ID: WHIP ingest (RFC 9725)."""
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
-    if (not_sdp := _unless_sdp(request)) is not None:
+    if (not_sdp := _unless_content_type(request, SDP)) is not None:
         return not_sdp
     server = _server(request)
     model = request.query_params.get("model", server.config.default_model)
@@ -98,7 +102,7 @@ async def whep(request: Request) -> Response:
     """POST /v1/whep/{session_id}: a viewer that watches a session's output."""
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
-    if (not_sdp := _unless_sdp(request)) is not None:
+    if (not_sdp := _unless_content_type(request, SDP)) is not None:
         return not_sdp
     try:
         peer = _owned_peer(request, "session")
@@ -192,6 +196,10 @@ def _forget(server: ServerState) -> Any:
     return forget
 
 
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _credential(request: Request) -> str | None:
     return bearer(request.headers.get("authorization"))
 
@@ -201,10 +209,12 @@ def _server(request: Request) -> ServerState:
     return state
 
 
-def _unless_sdp(request: Request) -> Response | None:
-    """415 for a body that is not `application/sdp`; None for one that is."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
-        return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
+def _unless_content_type(request: Request, expected: str) -> Response | None:
+    """415 for a body that is not of the `expected` media type; None for one that is."""
+    if _content_type(request) != expected:
+        return error_response(
+            BadMessage(f"Content-Type must be {expected}", field="content-type"), 415
+        )
     return None
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from models.base import ModelEntry
-from realtime.server.auth import Access, Identity
+from realtime.server.auth import Access, Identity, Scope
 from realtime.server.config import ServerConfig
 from realtime.server.lease import Lease
 from realtime.server.metrics import Metrics
@@ -67,12 +67,17 @@ class ServerState:
     _queue_moved: Signal = field(default_factory=lambda: Signal())
 
     def authorize(
-        self, credential: str | None, model_id: str | None, *, in_url: bool = False
+        self,
+        credential: str | None,
+        model_id: str | None,
+        scope: Scope = Scope.STREAM,
+        *,
+        in_url: bool = False,
     ) -> Identity:
-        """Who presents `credential` (a key, or a token for `model_id`; only a token
-        when it came `in_url`), or raise."""
+        """Who presents `credential` (a key, or for `Scope.STREAM` a token for `model_id`;
+        only a token when it came `in_url`), or raise."""
         try:
-            return self.access.identify(credential, model_id, in_url=in_url)
+            return self.access.identify(credential, model_id, scope, in_url=in_url)
         except StreamError as refusal:
             self.metrics.refusals.labels(refusal.code).inc()
             raise

@@ -27,6 +27,8 @@ from support import StartServer
 
 from realtime.bench.harness import ServerProcess
 
+JSON = {"Content-Type": "application/json"}
+
 
 @pytest.fixture(scope="module")
 def server(start_server: StartServer) -> ServerProcess:
@@ -39,7 +41,9 @@ def watch(server: ServerProcess, real_offer: str) -> Iterator[fuzzing.Watch]:
 
     def warm_up() -> None:
         with httpx.Client(base_url=server.http_url, timeout=fuzzing.REPLY_TIMEOUT_S) as http:
-            check_signalling_answer(http, http.post("/v1/webrtc/offer", content=b"{}"))
+            check_signalling_answer(
+                http, http.post("/v1/webrtc/offer", content=b"{}", headers=JSON)
+            )
             check_signalling_answer(http, post_whip(http, real_offer))
 
     yield from fuzzing.watching(server, warm_up)
@@ -171,7 +175,8 @@ def test_bad_json_offers_get_4xx_json_errors(
             offers.map(lambda offer: json.dumps(offer).encode()),
         )
     )
-    event(f"HTTP {check_signalling_answer(http, http.post('/v1/webrtc/offer', content=body))}")
+    response = http.post("/v1/webrtc/offer", content=body, headers=JSON)
+    event(f"HTTP {check_signalling_answer(http, response)}")
 
 
 @fuzzing.FUZZ

@@ -86,9 +86,12 @@ async def test_offer_params_and_errors(server: ServerProcess) -> None:
     )
     assert answer.status_code == 400
     assert answer.json()["code"] == "bad_offer"
-    assert httpx.post(f"{server.http_url}/v1/webrtc/offer", content=b"{").json()["code"] == (
-        "bad_message"
+    not_json = httpx.post(
+        f"{server.http_url}/v1/webrtc/offer",
+        content=b"{",
+        headers={"Content-Type": "application/json"},
     )
+    assert (not_json.status_code, not_json.json()["code"]) == (400, "bad_message")
     await eventually(lambda: sessions(server) == 0, "refused sessions to be released")
 
 

@@ -4,9 +4,9 @@ what session/protocol.py defines."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from support import PROTOCOL_DOC, doc_table
 
 from session.protocol import (
     HOPS,
@@ -27,22 +27,8 @@ from session.protocol import (
     parse_server_message,
 )
 
-PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 HTTP_ONLY = {ErrorCode.BAD_OFFER, ErrorCode.NOT_FOUND, ErrorCode.TOO_LARGE}
 """Answers to signalling requests, never sent on an open session."""
-
-
-def table_under(heading: str) -> list[list[str]]:
-    """The rows (cells stripped of backticks) of the first table after `heading`."""
-    text = PROTOCOL_DOC.read_text(encoding="utf-8")
-    section = text.split(f"\n{heading}\n", 1)[1]
-    rows: list[list[str]] = []
-    for line in section.splitlines():
-        if rows and not line.startswith("|"):
-            break
-        if line.startswith("|") and not line.startswith("|---"):
-            rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
-    return rows[1:]  # without the header
 
 
 @pytest.mark.parametrize(
@@ -75,12 +61,12 @@ def test_unknown_and_malformed_messages_are_refused() -> None:
 
 
 def test_the_docs_list_every_message_type() -> None:
-    documented = {row[0] for row in table_under("### Message types")}
+    documented = {row[0] for row in doc_table("### Message types")}
     assert documented == {kind.value for kind in MessageType}
 
 
 def test_the_docs_error_table_matches_the_codes() -> None:
-    rows = table_under("### Error codes")
+    rows = doc_table("### Error codes")
     assert sorted(row[0] for row in rows) == sorted(code.value for code in ErrorCode)
     for code, closing, status in rows:
         if closing == "—":
@@ -95,12 +81,12 @@ def test_the_docs_error_table_matches_the_codes() -> None:
 
 
 def test_the_docs_close_codes_are_the_codes_used() -> None:
-    documented = {int(row[0]) for row in table_under("## Close codes")}
+    documented = {int(row[0]) for row in doc_table("## Close codes")}
     assert documented == {code.value for code in CloseCode}
 
 
 def test_the_docs_name_the_hops() -> None:
-    assert {row[0] for row in table_under("### Hops")} == set(HOPS)
+    assert {row[0] for row in doc_table("### Hops")} == set(HOPS)
 
 
 def test_other_tables_in_the_docs_agree_on_close_codes() -> None:
