@@ -9,7 +9,8 @@
     ├── Unauthorized    unauthorized     a missing, wrong, forged or expired credential (1008, 401)
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
-    ├── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
+    ├── BadOffer        bad_offer        an unusable WebRTC offer, or one over a limit (HTTP 400)
+    ├── ViewerLimit     viewer_limit     the session has its most WHEP viewers (HTTP 429)
     ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
                                          (close 1008, HTTP 400)
     ├── RateLimited     rate_limited     too many control messages per second: this one is refused
@@ -73,6 +74,10 @@ class KeyLimit(StreamError):
 
 class BadOffer(StreamError):
     code = ErrorCode.BAD_OFFER
+
+
+class ViewerLimit(StreamError):
+    code = ErrorCode.VIEWER_LIMIT
 
 
 class NeedsFrames(StreamError):

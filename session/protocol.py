@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     KEY_SESSION_LIMIT = "key_session_limit"
+    VIEWER_LIMIT = "viewer_limit"
     BAD_OFFER = "bad_offer"
     NEEDS_FRAMES = "needs_frames"
     RATE_LIMITED = "rate_limited"
@@ -94,6 +95,7 @@ HTTP_STATUSES: Mapping[ErrorCode, int] = {
     ErrorCode.UNKNOWN_MODEL: 404,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.KEY_SESSION_LIMIT: 429,
+    ErrorCode.VIEWER_LIMIT: 429,
     ErrorCode.SERVER_FULL: 503,
     ErrorCode.SHUTTING_DOWN: 503,
 }

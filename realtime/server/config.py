@@ -35,6 +35,11 @@ class ServerConfig:
     max_token_ttl_s: float = 3600.0
     ice_addresses: tuple[str, ...] = ()
     """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
+    max_viewers: int = 4
+    """WHEP viewers of one session at once; one more is refused with viewer_limit (429)."""
+    connect_timeout_s: float = 30.0
+    """A WebRTC peer (a session or a WHEP viewer) that has not connected by then is given
+    up: a session frees its slot, a viewer its sockets."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     """What each session may send, and for how long (session/limits.py)."""
 

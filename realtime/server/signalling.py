@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from realtime.ice import rtc_configuration
 from realtime.server.auth import bearer
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
@@ -47,7 +46,8 @@ async def webrtc_offer(request: Request) -> Response:
             raise BadMessage("'params' must be an object", field="params")
         model = offer.get("model", server.config.default_model)
         credential = _credential(request) or offer.get("token")
-        peer = await _open_session(server, str(model), sdp, params, credential)
+        address = _peer_address(request)
+        peer = await _open_session(server, str(model), sdp, params, credential, address)
     except StreamError as error:
         return error_response(error)
     return JSONResponse(
@@ -65,7 +65,8 @@ async def whip(request: Request) -> Response:
     model = request.query_params.get("model", server.config.default_model)
     try:
         offer = (await request.body()).decode()
-        peer = await _open_session(server, model, offer, {}, _credential(request))
+        credential = _credential(request)
+        peer = await _open_session(server, model, offer, {}, credential, _peer_address(request))
     except (StreamError, UnicodeDecodeError) as error:
         if isinstance(error, UnicodeDecodeError):
             error = BadMessage("the SDP offer must be UTF-8 text", field="sdp")
@@ -99,7 +100,8 @@ async def whep(request: Request) -> Response:
         return error_response(BadMessage(f"Content-Type must be {SDP}"), 415)
     try:
         _server(request).authorize(_credential(request), peer.live.session.model.id)
-        viewer_id, answer = await peer.add_viewer((await request.body()).decode())
+        offer = (await request.body()).decode()
+        viewer_id, answer = await peer.add_viewer(offer, _peer_address(request))
     except StreamError as error:
         return error_response(error)
     return _sdp_created(answer, f"/v1/whep/{peer.id}/{viewer_id}")
@@ -135,6 +137,7 @@ async def _open_session(
     offer_sdp: str,
     params: Mapping[str, object],
     credential: str | None,
+    peer_address: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
     # A peer that only receives video types its prompts: type-to-image.
@@ -142,11 +145,11 @@ async def _open_session(
     # The HTTP request itself waits in line when the server is full: no position updates.
     lease = await server.admit(model, "webrtc", credential, text_input=text_input)
     live = LiveSession(lease, server.config.limits, text_input=text_input)
-    peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
+    peer = PeerSession(live, server.config, _forget(server))
     server.peers[peer.id] = peer
     try:
         live.session.params.update(params)
-        await peer.answer(offer_sdp, server.ready)
+        await peer.answer(offer_sdp, server.ready, peer_address)
     except BaseException:
         await peer.close()
         raise
@@ -176,6 +179,11 @@ def _forget(server: ServerState) -> Any:
 
 def _credential(request: Request) -> str | None:
     return bearer(request.headers.get("authorization"))
+
+
+def _peer_address(request: Request) -> str | None:
+    """The HTTP client's address: the peer's own candidates are checked against it."""
+    return request.client.host if request.client is not None else None
 
 
 def _server(request: Request) -> ServerState:

@@ -28,7 +28,7 @@ from session.protocol import (
 )
 
 PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-HTTP_ONLY = {ErrorCode.BAD_OFFER, ErrorCode.NOT_FOUND}
+HTTP_ONLY = {ErrorCode.BAD_OFFER, ErrorCode.NOT_FOUND, ErrorCode.VIEWER_LIMIT}
 """Answers to signalling requests, never sent on an open session."""
 
 
