@@ -41,7 +41,7 @@ ASYNC = pytest.mark.asyncio(loop_scope="module")
 
 TIMEOUT_S = 30
 MAX_VIEWERS = 2
-CONNECT_TIMEOUT_S = 3
+CONNECT_TIMEOUT_S = 5
 
 
 @pytest.fixture(scope="module")
