@@ -9,7 +9,8 @@
     ├── Unauthorized    unauthorized     a missing, wrong, forged or expired credential (1008, 401)
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
-    ├── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
+    ├── BadOffer        bad_offer        an unusable WebRTC offer, or one over a limit (HTTP 400)
+    ├── ViewerLimit     viewer_limit     the session has its most WHEP viewers (HTTP 429)
     ├── TooLarge        too_large        a request body over the server's cap (HTTP 413)
     ├── NotFound        not_found        no such session or viewer, or not the caller's (HTTP 404)
     ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
@@ -83,6 +84,10 @@ class TooLarge(StreamError):
 
 class NotFound(StreamError):
     code = ErrorCode.NOT_FOUND
+
+
+class ViewerLimit(StreamError):
+    code = ErrorCode.VIEWER_LIMIT
 
 
 class NeedsFrames(StreamError):

@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     KEY_SESSION_LIMIT = "key_session_limit"
+    VIEWER_LIMIT = "viewer_limit"
     BAD_OFFER = "bad_offer"
     TOO_LARGE = "too_large"
     NEEDS_FRAMES = "needs_frames"
@@ -96,6 +97,7 @@ HTTP_STATUSES: Mapping[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.KEY_SESSION_LIMIT: 429,
+    ErrorCode.VIEWER_LIMIT: 429,
     ErrorCode.SERVER_FULL: 503,
     ErrorCode.SHUTTING_DOWN: 503,
 }

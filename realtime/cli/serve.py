@@ -226,6 +226,22 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); "
         "repeatable (default: every interface but loopback)",
     )
+    webrtc.add_argument(
+        "--max-viewers",
+        type=positive_int,
+        default=DEFAULTS.max_viewers,
+        metavar="N",
+        help="WHEP viewers of one session at once; one more is refused with viewer_limit "
+        "(HTTP 429) (default: %(default)s)",
+    )
+    webrtc.add_argument(
+        "--connect-timeout",
+        type=positive_float,
+        default=DEFAULTS.connect_timeout_s,
+        metavar="SECONDS",
+        help="a WebRTC peer (a session or a WHEP viewer) that has not connected this long "
+        "after its answer is dropped, freeing its slot and sockets (default: %(default)g)",
+    )
 
     logs = serve.add_argument_group("logs")
     logs.add_argument(
@@ -285,6 +301,8 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
             IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
         ),
         ice_addresses=tuple(args.ice_address),
+        max_viewers=args.max_viewers,
+        connect_timeout_s=args.connect_timeout,
         api_keys=tuple(args.api_key) + _keys_from_environment(),
         max_sessions_per_key=args.max_sessions_per_key,
         # One secret for every instance behind a load balancer; else random per process.

@@ -45,6 +45,11 @@ class ServerConfig:
     for a loopback bind, None (any) for another; see `origins.allowed_hosts`."""
     ice_addresses: tuple[str, ...] = ()
     """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
+    max_viewers: int = 4
+    """WHEP viewers of one session at once; one more is refused with viewer_limit (429)."""
+    connect_timeout_s: float = 30.0
+    """A WebRTC peer (a session or a WHEP viewer) that has not connected by then is given
+    up: a session frees its slot, a viewer its sockets."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     """What each session may send, and for how long (session/limits.py)."""
 

@@ -24,7 +24,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from realtime.ice import rtc_configuration
 from realtime.server.auth import bearer
 from realtime.server.bodies import read_body, reads_body
 from realtime.server.live_session import LiveSession
@@ -61,7 +60,9 @@ async def webrtc_offer(request: Request) -> Response:
         if token is not None and not isinstance(token, str):
             raise BadMessage("'token' must be a token from POST /v1/tokens", field="token")
         model = offer.get("model", server.config.default_model)
-        peer = await _open_session(server, str(model), sdp, params, credential or token)
+        peer = await _open_session(
+            server, str(model), sdp, params, credential or token, _peer_address(request)
+        )
     except StreamError as error:
         return error_response(error)
     return JSONResponse(
@@ -80,7 +81,8 @@ async def whip(request: Request) -> Response:
     try:
         server.authorize(_credential(request), model)
         offer = await _read_sdp(request, server)
-        peer = await _open_session(server, model, offer, {}, _credential(request))
+        credential = _credential(request)
+        peer = await _open_session(server, model, offer, {}, credential, _peer_address(request))
     except StreamError as error:
         return error_response(error)
     return _sdp_created(peer.pc.localDescription.sdp, f"/v1/whip/{peer.id}")
@@ -106,7 +108,8 @@ async def whep(request: Request) -> Response:
         return not_sdp
     try:
         peer = _owned_peer(request, "session")
-        viewer_id, answer = await peer.add_viewer(await _read_sdp(request, _server(request)))
+        offer = await _read_sdp(request, _server(request))
+        viewer_id, answer = await peer.add_viewer(offer, _peer_address(request))
     except StreamError as error:
         return error_response(error)
     return _sdp_created(answer, f"/v1/whep/{peer.id}/{viewer_id}")
@@ -157,6 +160,7 @@ async def _open_session(
     offer_sdp: str,
     params: Mapping[str, object],
     credential: str | None,
+    peer_address: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
     # A peer that only receives video types its prompts: type-to-image.
@@ -164,11 +168,11 @@ async def _open_session(
     # The HTTP request itself waits in line when the server is full: no position updates.
     lease = await server.admit(model, "webrtc", credential, text_input=text_input)
     live = LiveSession(lease, server.config.limits, text_input=text_input)
-    peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
+    peer = PeerSession(live, server.config, _forget(server))
     server.peers[peer.id] = peer
     try:
         live.session.params.update(params)
-        await peer.answer(offer_sdp, server.ready)
+        await peer.answer(offer_sdp, server.ready, peer_address)
     except BaseException:
         await peer.close()
         raise
@@ -202,6 +206,11 @@ def _content_type(request: Request) -> str:
 
 def _credential(request: Request) -> str | None:
     return bearer(request.headers.get("authorization"))
+
+
+def _peer_address(request: Request) -> str | None:
+    """The HTTP client's address: the peer's own candidates are checked against it."""
+    return request.client.host if request.client is not None else None
 
 
 def _server(request: Request) -> ServerState:

@@ -17,14 +17,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import av
 import orjson
 from aiortc import (
     MediaStreamTrack,
-    RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -33,13 +32,14 @@ from aiortc.mediastreams import MediaStreamError
 
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
+from realtime.ice import rtc_configuration
+from realtime.server.config import ServerConfig
 from realtime.server.live_session import LiveSession
-from session.errors import BadOffer, StreamError
+from realtime.server.offers import bounded_offer
+from session.errors import BadOffer, StreamError, ViewerLimit
 from session.session import Message
 
 CONTROL_CHANNEL = "control"
-CONNECT_TIMEOUT_S = 30.0
-"""A peer that has not connected by then is given up, and its session slot freed."""
 REPEAT_AFTER_S = 0.5
 """An output track with nothing newer to show repeats its last frame this often."""
 CONTROL_HIGH_WATER = 256 * 1024
@@ -142,16 +142,18 @@ async def newest_frame(track: MediaStreamTrack) -> tuple[av.VideoFrame, int]:
 
 class PeerSession:
     """A LiveSession reached over WebRTC. Call `answer` once with the peer's offer;
-    `close` ends it (and is called when the peer disconnects or ICE fails)."""
+    `close` ends it (and is called when the peer disconnects or ICE fails, or has
+    not connected within `config.connect_timeout_s`)."""
 
     def __init__(
         self,
         live: LiveSession,
-        configuration: RTCConfiguration,
+        config: ServerConfig,
         on_closed: Callable[[PeerSession], None],
     ) -> None:
         self.live = live
-        self.configuration = configuration
+        self.config = config
+        self.configuration = rtc_configuration(config.ice_servers)
         self.outputs = LatestOutput()
         self.viewers: dict[str, RTCPeerConnection] = {}
         self._on_closed = on_closed
@@ -159,7 +161,7 @@ class PeerSession:
         self._ready: Message | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.pc = RTCPeerConnection(configuration)
+        self.pc = RTCPeerConnection(self.configuration)
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -168,17 +170,26 @@ class PeerSession:
     def id(self) -> str:
         return self.live.id
 
-    async def answer(self, offer_sdp: str, model_ready: asyncio.Event) -> str:
-        """Accept the peer's offer; returns the SDP answer, all ICE candidates included."""
-        answer = await _answer(self.pc, offer_sdp, OutputTrack(self.outputs))
+    async def answer(
+        self, offer_sdp: str, model_ready: asyncio.Event, peer_address: str | None
+    ) -> str:
+        """Accept the offer of the peer at `peer_address` (its HTTP client's); returns the
+        SDP answer, all ICE candidates included."""
+        answer = await self._answer(self.pc, offer_sdp, peer_address)
         self._spawn(self._start(model_ready))
         self._spawn(self._publish())
-        self._spawn(self._give_up_unless_connected())
+        self._spawn(self._unless_connected(self.pc, "peer", self.close))
         self._spawn(self._close_when_expired())
         return answer
 
-    async def add_viewer(self, offer_sdp: str) -> tuple[str, str]:
-        """A WHEP viewer: a peer that only watches this session. Returns its id and answer."""
+    async def add_viewer(self, offer_sdp: str, peer_address: str | None) -> tuple[str, str]:
+        """A WHEP viewer: a peer that only watches this session. Returns its id and answer;
+        ViewerLimit when the session has `config.max_viewers` already."""
+        if len(self.viewers) >= self.config.max_viewers:
+            raise ViewerLimit(
+                f"this session has its {self.config.max_viewers} viewers; "
+                "end one (DELETE its resource) or try again later"
+            )
         viewer_id = uuid.uuid4().hex[:12]
         pc = RTCPeerConnection(self.configuration)
         self.viewers[viewer_id] = pc
@@ -189,10 +200,16 @@ class PeerSession:
                 await self.remove_viewer(viewer_id)
 
         try:
-            answer = await _answer(pc, offer_sdp, OutputTrack(self.outputs))
-        except BadOffer:
+            answer = await self._answer(pc, offer_sdp, peer_address)
+        except BaseException:
             await self.remove_viewer(viewer_id)
             raise
+
+        async def give_up() -> None:
+            if self.viewers.get(viewer_id) is pc:
+                await self.remove_viewer(viewer_id)
+
+        self._spawn(self._unless_connected(pc, f"viewer {viewer_id}", give_up))
         self.live.log.info("viewer %s watching", viewer_id)
         return viewer_id, answer
 
@@ -290,11 +307,24 @@ class PeerSession:
     async def _close_when_expired(self) -> None:
         await self.close_gracefully(await self.live.until_expired())
 
-    async def _give_up_unless_connected(self) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT_S)
-        if self.pc.connectionState != "connected":
-            self.live.log.info("peer did not connect in %.0f s", CONNECT_TIMEOUT_S)
-            await self.close()
+    async def _unless_connected(
+        self, pc: RTCPeerConnection, who: str, give_up: Callable[[], Awaitable[None]]
+    ) -> None:
+        """`give_up` on `pc` unless it connected within the connect timeout: a peer that
+        never connects holds its sockets (and a session its slot) until then."""
+        timeout = self.config.connect_timeout_s
+        await asyncio.sleep(timeout)
+        if pc.connectionState in ("new", "connecting"):  # failed and closed: gone already
+            self.live.log.info("%s did not connect in %g s", who, timeout)
+            await give_up()
+
+    async def _answer(self, pc: RTCPeerConnection, offer_sdp: str, peer_address: str | None) -> str:
+        """`pc`'s answer to the offer, bounded first (offers.py) in a thread: aiortc
+        parses it on the event loop, and checks every candidate it lists."""
+        offer_sdp, dropped = await asyncio.to_thread(bounded_offer, offer_sdp, peer_address)
+        if dropped:
+            self.live.log.info("dropped %d ICE candidate(s) of the offer", dropped)
+        return await _answer(pc, offer_sdp, OutputTrack(self.outputs))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -324,9 +354,6 @@ tests/realtime/test_fuzz_signalling.py): its parser asserts, indexes and looks u
 async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> str:
     """The answer to `offer_sdp`, or BadOffer; the caller closes `pc` either way on failure."""
     try:
-        # aiortc's parser takes almost any text; an offer must at least be SDP with media.
-        if not offer_sdp.startswith("v=0") or "\nm=" not in offer_sdp:
-            raise ValueError("expected SDP (v=0 ...) with at least one m= section")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         # The generated video goes back on the peer's own video m-line, when it offered one.
         if any(transceiver.kind == "video" for transceiver in pc.getTransceivers()):

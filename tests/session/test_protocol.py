@@ -27,7 +27,7 @@ from session.protocol import (
     parse_server_message,
 )
 
-HTTP_ONLY = {ErrorCode.BAD_OFFER, ErrorCode.NOT_FOUND, ErrorCode.TOO_LARGE}
+HTTP_ONLY = {ErrorCode.BAD_OFFER, ErrorCode.NOT_FOUND, ErrorCode.TOO_LARGE, ErrorCode.VIEWER_LIMIT}
 """Answers to signalling requests, never sent on an open session."""
 
 
