@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from types import FrameType
 
 from models.base import ModelEntry
 from models.loading import ModelLoadError
@@ -224,6 +226,19 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # Until the server takes the signals over, SIGTERM exits 0 and Ctrl-C 130, quietly.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(args, parser)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
     try:
         entries = [
