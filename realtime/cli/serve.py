@@ -10,6 +10,7 @@ from types import FrameType
 
 from models.base import ModelEntry
 from models.loading import ModelLoadError
+from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import positive_float, positive_int, seconds_or_never
 from realtime.ice import IceServer
@@ -239,6 +240,7 @@ def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    silence_library_notices()
     specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
     try:
         entries = [

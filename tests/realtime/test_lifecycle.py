@@ -13,16 +13,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from support import running_server, wait_until
 
 from realtime.bench.harness import free_port, terminate
 
+if TYPE_CHECKING:
+    from family_builders import FamilyFolders
+
 # sd-turbo's real architecture, built here with random weights: it takes seconds to
 # build on a CPU, so a signal sent once the log says "loading model" arrives mid-load.
 LOADING_SLOWLY = ("--model", "sd-turbo", "--random-weights", "--device", "cpu")
 CRASHES = ("Traceback", "terminate called")
+LIBRARY_NOTICES = (
+    "requires torchvision",
+    "were passed to AutoencoderTiny",
+    "Expected types for vae",
+)
 
 
 @dataclass
@@ -90,3 +99,17 @@ def test_a_signal_while_the_model_loads_stops_the_server_cleanly(
         status = server.finish()
     assert status == expected_status, server.output
     assert not any(crash in server.output for crash in CRASHES), server.output
+
+
+def test_a_diffusion_server_logs_what_the_operator_needs_and_stops_with_0(
+    model_cache: Path, family_folders: FamilyFolders
+) -> None:
+    with running_server(
+        "--model", str(family_folders.sd), "--vae", str(family_folders.tiny_vae), cache=model_cache
+    ) as server:
+        pass
+    log = "\n".join(server.log)
+    assert "ready: serving" in log
+    for notice in LIBRARY_NOTICES:
+        assert notice not in log
+    assert server.process.returncode == 0, log
