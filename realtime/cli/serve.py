@@ -13,7 +13,7 @@ from models.loading import ModelLoadError
 from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import positive_float, positive_int, seconds_or_never
-from realtime.ice import IceServer
+from realtime.ice import IceServer, default_host_addresses
 from realtime.server.config import ServerConfig
 from realtime.server.logs import LOG_FORMATS, configure_logging
 from session.limits import SessionLimits
@@ -208,7 +208,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         metavar="ADDRESS",
         help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); "
-        "repeatable (default: every interface but loopback)",
+        "repeatable (default: every interface but loopback, and loopback too when --host "
+        "is a loopback address)",
     )
 
     logs = serve.add_argument_group("logs")
@@ -281,7 +282,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         ice_servers=tuple(
             IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
         ),
-        ice_addresses=tuple(args.ice_address),
+        ice_addresses=tuple(args.ice_address) or default_host_addresses(args.host),
         api_keys=tuple(args.api_key) + _keys_from_environment(),
         max_sessions_per_key=args.max_sessions_per_key,
         # One secret for every instance behind a load balancer; else random per process.

@@ -34,7 +34,8 @@ class ServerConfig:
     """Signs tokens; give every instance behind one load balancer the same. None: random."""
     max_token_ttl_s: float = 3600.0
     ice_addresses: tuple[str, ...] = ()
-    """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
+    """Addresses to offer as WebRTC host candidates; none: every interface but loopback
+    (`realtime serve` adds loopback on a loopback --host: realtime/ice.py)."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     """What each session may send, and for how long (session/limits.py)."""
 
