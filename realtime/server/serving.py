@@ -158,7 +158,9 @@ def _exit_now(status: int) -> None:
     process ("terminate called without an active exception", exit 134)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # stopping already: a second signal changes nothing
-    logging.getLogger("realtime.server.serving").info("exiting while a model is still loading")
+    logging.getLogger("realtime.server.serving").info(
+        "exiting without waiting for a model thread still at work (loading)"
+    )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
