@@ -7,14 +7,18 @@ huggingface_hub are imported by the functions that need them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +29,18 @@ logger = logging.getLogger(__name__)
 PipelineT = TypeVar("PipelineT", bound="DiffusionPipeline")
 
 _CUDA_DEVICE = re.compile(r"cuda(:\d+)?")
+
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long `hub_unreachable` waits to connect to the Hub before it calls it unreachable."""
+
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 
 class ModelLoadError(RuntimeError):
@@ -49,12 +65,15 @@ class ModelLoadError(RuntimeError):
 
 @contextmanager
 def load_errors(source: str) -> Iterator[None]:
-    """Turn what says that `source` cannot be found or fetched into ModelLoadError."""
+    """Turn what says that `source` cannot be found or fetched into ModelLoadError.
+    Before a hub id is looked up, an unreachable Hub puts huggingface_hub in offline
+    mode (`offline_if_hub_unreachable`), so that it answers from the cache at once."""
     from huggingface_hub.errors import HFValidationError
 
     if is_path(source) and not Path(source).expanduser().exists():
         # diffusers would take a missing folder for a malformed hub id and say so.
         raise ModelLoadError(source, "no such folder")
+    unreachable = None if is_path(source) else offline_if_hub_unreachable()
     try:
         yield
     except (OSError, HFValidationError) as exc:
@@ -62,7 +81,44 @@ def load_errors(source: str) -> Iterator[None]:
         # cached and cannot be fetched: LocalEntryNotFoundError, OfflineModeIsEnabled,
         # RepositoryNotFoundError and other HTTP errors, and connection errors.
         text = str(exc).strip()
-        raise ModelLoadError(source, text.splitlines()[0] if text else type(exc).__name__) from exc
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        if unreachable is not None:
+            reason = f"it is not in the Hugging Face cache and {unreachable}"
+        raise ModelLoadError(source, reason) from exc
+
+
+@functools.cache
+def offline_if_hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached, after switching huggingface_hub to
+    offline mode for this process; None when it can (or HF_HUB_OFFLINE is set already).
+    Once per process. Without it, every lookup spends about 24 s in huggingface_hub's
+    retries before it fails (or falls back to the cache)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    reason = hub_unreachable(constants.ENDPOINT)
+    if reason is not None:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # for the libraries that read it when imported
+        constants.HF_HUB_OFFLINE = True
+        logger.info("%s: looking in the Hugging Face cache only", reason)
+    return reason
+
+
+def hub_unreachable(endpoint: str) -> str | None:
+    """Why a TCP connection to the Hub at `endpoint` (HF_ENDPOINT's URL) fails, or None.
+    Behind a proxy the Hub is reached through it, so nothing is concluded (None)."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    url = urlsplit(endpoint)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S):
+            return None
+    except OSError as error:
+        why = error.strerror or str(error) or type(error).__name__
+        return f"the Hugging Face Hub ({endpoint}) cannot be reached: {why}"
 
 
 def resolve_device(device: str) -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
+
+_GATHERED = aioice.ice.get_host_addresses
+"""aioice's own choice of host addresses (every interface but loopback), kept before
+`restrict_host_candidates` replaces it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +52,23 @@ def restrict_host_candidates(addresses: Sequence[str]) -> None:
         return [address for address in chosen if (":" in address and use_ipv6) or use_ipv4]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def default_host_addresses(listen_host: str) -> tuple[str, ...]:
+    """The host candidates of a server listening on `listen_host` when none are chosen:
+    aioice's (none here means that), and loopback too when the server listens there.
+    Its browsers are then on this machine, which may have no other interface (a
+    container, a network namespace): without it WebRTC could not connect at all."""
+    if not _is_loopback(listen_host):
+        return ()
+    loopback = "::1" if ":" in listen_host else "127.0.0.1"
+    return (*_GATHERED(use_ipv4=True, use_ipv6=True), loopback)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -38,10 +38,15 @@ class StartServer(Protocol):
 
 
 @contextmanager
-def running_server(*args: str, cache: Path, port: int | None = None) -> Iterator[ServerProcess]:
+def running_server(
+    *args: str,
+    cache: Path,
+    port: int | None = None,
+    ice_addresses: Sequence[str] = ("127.0.0.1",),
+) -> Iterator[ServerProcess]:
     """`realtime serve ARGS` (the harness's), offline, with `cache` as REALTIME_CACHE."""
     env = {"REALTIME_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    with harness.running_server(*args, env=env, port=port) as server:
+    with harness.running_server(*args, env=env, port=port, ice_addresses=ice_addresses) as server:
         yield server
 
 

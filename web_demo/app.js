@@ -1,6 +1,6 @@
 // The demo page: a camera (or a sketch pad) streamed to the server, the generated
 // stream beside it, live controls for the model's params, and live stats.
-import { connectWebRTC, connectWebSocket, drawCover } from "./transports.js";
+import { WebRTCUnreachable, connectWebRTC, connectWebSocket, drawCover } from "./transports.js";
 
 const TRANSPORTS = { webrtc: connectWebRTC, websocket: connectWebSocket };
 const HIDDEN_PARAMS = new Set(["output_format", "output_quality"]);
@@ -21,6 +21,7 @@ const state = {
   connection: null,
   switching: false,
   outputTimes: [],
+  fallbackNote: "", // why the page streams over the WebSocket though WebRTC was asked for
 };
 
 // Kept current for people and for automation (the browser tests read it).
@@ -59,9 +60,9 @@ async function streamForever() {
   for (;;) {
     setStatus(`connecting (${state.transport})…`, "");
     const ended = new Promise((resolve) => {
-      connect(resolve).catch((error) => resolve(error.message));
+      connect(resolve).catch((error) => resolve(error));
     });
-    const reason = await ended;
+    let reason = await ended;
     state.connection = null;
     stats.connected = false;
     if (state.switching) {
@@ -69,6 +70,11 @@ async function streamForever() {
       retryMs = FIRST_RETRY_MS;
       continue;
     }
+    if (reason instanceof WebRTCUnreachable) {
+      fallBackToWebSocket(reason.message);
+      continue;
+    }
+    if (reason instanceof Error) reason = reason.message;
     if (stats.framesReceived > 0) retryMs = FIRST_RETRY_MS;
     for (let left = retryMs; left > 0; left -= 250) {
       setStatus(`${reason}: reconnecting in ${Math.ceil(left / 1000)} s`, "down");
@@ -274,7 +280,10 @@ function setUpTextOnlyToggle() {
 // Switching transport, model or mode: close, and the loop reconnects at once.
 
 function switchTo(changes) {
-  if (changes.transport) state.transport = stats.transport = changes.transport;
+  if (changes.transport) {
+    state.transport = stats.transport = changes.transport;
+    state.fallbackNote = "";
+  }
   const url = new URL(location.href);
   url.searchParams.set("transport", state.transport);
   url.searchParams.set("model", state.model.id);
@@ -283,6 +292,14 @@ function switchTo(changes) {
   history.replaceState(null, "", url);
   state.switching = true;
   state.connection?.close();
+}
+
+// WebRTC cannot reach the server: say why, and stream over the WebSocket instead.
+function fallBackToWebSocket(why) {
+  state.transport = stats.transport = "websocket";
+  for (const radio of document.querySelectorAll("input[name=transport]")) radio.checked = radio.value === "websocket";
+  state.fallbackNote = `${why} Streaming over the WebSocket instead.`;
+  setNote("");
 }
 
 function showOutput(transport) {
@@ -298,7 +315,7 @@ function setStatus(text, kind) {
 }
 
 function setNote(text) {
-  $("note").textContent = text;
+  $("note").textContent = [state.fallbackNote, text].filter(Boolean).join(" ");
 }
 
 async function fetchModels() {

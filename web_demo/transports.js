@@ -12,6 +12,12 @@
 
 const MAX_SEND_FPS = 30;
 const JPEG_QUALITY = 0.8;
+// ICE on a working path connects in well under a second, through a TURN relay in a
+// few: after this long (or at ICE's own failure) WebRTC cannot reach the server.
+const CONNECT_TIMEOUT_MS = 10_000;
+
+// WebRTC's media path cannot be set up (signalling worked): the page can fall back.
+export class WebRTCUnreachable extends Error {}
 
 export async function connectWebSocket({ model, params, source, output, handlers, token }) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -117,10 +123,6 @@ export async function connectWebRTC({ model, params, source, output, handlers, t
     if (message.type === "frame") lastMeta = message;
     handlers.onMessage(message);
   };
-  control.onclose = () => end("control channel closed");
-  pc.onconnectionstatechange = () => {
-    if (["failed", "closed", "disconnected"].includes(pc.connectionState)) end(`peer ${pc.connectionState}`);
-  };
 
   await pc.setLocalDescription(await pc.createOffer());
   await iceGatheringComplete(pc);
@@ -135,6 +137,16 @@ export async function connectWebRTC({ model, params, source, output, handlers, t
     throw new Error(answer.message || `signalling failed (${response.status})`);
   }
   await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  try {
+    await channelOpen(pc, control);
+  } catch (error) {
+    pc.close();
+    throw error;
+  }
+  control.onclose = () => end("control channel closed");
+  pc.onconnectionstatechange = () => {
+    if (["failed", "closed", "disconnected"].includes(pc.connectionState)) end(`peer ${pc.connectionState}`);
+  };
 
   // Capture-to-display latency, estimated: the server's own hops for the newest
   // frame, the network round trip, and the time this browser holds frames in its
@@ -201,6 +213,32 @@ function countFrames(video, onFrame, stopped) {
     video.requestVideoFrameCallback(next);
   };
   video.requestVideoFrameCallback(next);
+}
+
+// Resolves once the control channel is open (ICE, DTLS and SCTP all done); rejects with
+// WebRTCUnreachable when ICE fails or nothing connects within CONNECT_TIMEOUT_MS.
+function channelOpen(pc, control) {
+  if (control.readyState === "open") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const fail = () => {
+      clearTimeout(timer);
+      reject(
+        new WebRTCUnreachable(
+          "WebRTC could not connect to the server: no network path for the video was found " +
+            "between this browser and the server (a firewall, or a server that offers no " +
+            "address this browser can reach: see its --ice-address and --ice-server options).",
+        ),
+      );
+    };
+    const timer = setTimeout(fail, CONNECT_TIMEOUT_MS);
+    control.addEventListener("open", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    pc.addEventListener("iceconnectionstatechange", () => {
+      if (pc.iceConnectionState === "failed") fail();
+    });
+  });
 }
 
 function iceGatheringComplete(pc) {

@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -88,14 +88,16 @@ def running_server(
     port: int | None = None,
     log_file: Path | None = None,
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    ice_addresses: Sequence[str] = ("127.0.0.1",),
 ) -> Iterator[ServerProcess]:
     """`realtime serve SERVE_ARGS` on 127.0.0.1 at `port` (default: a free one), WebRTC
-    candidates on loopback only, with `env` added to this process's environment and
-    its log also written to `log_file`; entered once it is listening with its models
-    warm, stopped (drained) on exit."""
+    candidates on `ice_addresses` only (none: the server's default), with `env` added
+    to this process's environment and its log also written to `log_file`; entered once
+    it is listening with its models warm, stopped (drained) on exit."""
     port = port or free_port()
     command = [sys.executable, "-m", "realtime", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--ice-address", "127.0.0.1", *serve_args]
+    command += ["--port", str(port), *serve_args]
+    command += [option for address in ice_addresses for option in ("--ice-address", address)]
     process = subprocess.Popen(
         command,
         env={**os.environ, **(env or {})},

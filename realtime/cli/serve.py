@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from types import FrameType
 
 from models.base import ModelEntry
 from models.loading import ModelLoadError
+from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import positive_float, positive_int, seconds_or_never, web_origin
-from realtime.ice import IceServer
+from realtime.ice import IceServer, default_host_addresses
 from realtime.server.config import ServerConfig
 from realtime.server.logs import LOG_FORMATS, configure_logging
 from realtime.server.origins import allowed_hosts
@@ -224,7 +227,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         metavar="ADDRESS",
         help="offer WebRTC host candidates on this address only (e.g. 127.0.0.1); "
-        "repeatable (default: every interface but loopback)",
+        "repeatable (default: every interface but loopback, and loopback too when --host "
+        "is a loopback address)",
     )
     webrtc.add_argument(
         "--max-viewers",
@@ -259,6 +263,20 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # Until the server takes the signals over, SIGTERM exits 0 and Ctrl-C 130, quietly.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(args, parser)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    silence_library_notices()
     specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
     try:
         entries = [
@@ -300,7 +318,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         ice_servers=tuple(
             IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
         ),
-        ice_addresses=tuple(args.ice_address),
+        ice_addresses=tuple(args.ice_address) or default_host_addresses(args.host),
         max_viewers=args.max_viewers,
         connect_timeout_s=args.connect_timeout,
         api_keys=tuple(args.api_key) + _keys_from_environment(),

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
 from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
@@ -34,6 +35,7 @@ from realtime.server.worker import ModelWorker
 from session.errors import BadMessage, StreamError, UnknownModel
 from session.params import SessionParams
 from session.pool import WorkerPool
+from session.protocol import ErrorCode, ErrorMessage
 
 logger = logging.getLogger("realtime.server.app")
 
@@ -84,13 +86,16 @@ def create_app(
         Route("/models", authorized(list_models, Scope.STREAM)),
         Route("/tokens", reads_body(issue_token), methods=["POST"]),
         WebSocketRoute("/stream", stream_endpoint),
+        Route("/stream", upgrade_required),
         *SIGNALLING_ROUTES,
+        WebSocketRoute("/{path:path}", websocket_not_found),
     ]
     routes = [
         Route("/healthz", healthz),
         Route("/metrics", authorized(metrics, Scope.OPERATE)),
         # Its own mount, so that a wrong method on an API path gets 405, not the web demo's 404.
         Mount("/v1", routes=api),
+        WebSocketRoute("/{path:path}", websocket_not_found),
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
     ]
     # With keys, credentials guard the server; without, only its own pages may use it.
@@ -127,6 +132,28 @@ async def healthz(request: Request) -> JSONResponse:
     if state.load_error:
         body["error"] = state.load_error
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+
+async def upgrade_required(request: Request) -> Response:
+    """Plain HTTP on the WebSocket endpoint: 426, and how to connect instead."""
+    hint = (
+        f"{request.url.path} is a WebSocket endpoint: connect to it with a WebSocket client "
+        f"(ws:// or wss://), see docs/protocol.md"
+    )
+    return JSONResponse(
+        ErrorMessage(ErrorCode.BAD_MESSAGE, hint).to_wire(),
+        status_code=426,
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+
+
+async def websocket_not_found(websocket: WebSocket) -> None:
+    """A WebSocket to a path that has none: 404 like HTTP's (starlette answers an empty
+    403, which reads as a credential problem)."""
+    message = f"no WebSocket endpoint at {websocket.url.path}; the stream is at /v1/stream"
+    await websocket.send_denial_response(
+        JSONResponse(ErrorMessage(ErrorCode.NOT_FOUND, message).to_wire(), status_code=404)
+    )
 
 
 def authorized(endpoint: Endpoint, scope: Scope) -> Endpoint:

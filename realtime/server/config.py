@@ -44,7 +44,8 @@ class ServerConfig:
     """`Host` names a server with no API key answers (DNS rebinding): localhost names
     for a loopback bind, None (any) for another; see `origins.allowed_hosts`."""
     ice_addresses: tuple[str, ...] = ()
-    """Addresses to offer as WebRTC host candidates; none: every interface but loopback."""
+    """Addresses to offer as WebRTC host candidates; none: every interface but loopback
+    (`realtime serve` adds loopback on a loopback --host: realtime/ice.py)."""
     max_viewers: int = 4
     """WHEP viewers of one session at once; one more is refused with viewer_limit (429)."""
     connect_timeout_s: float = 30.0

@@ -4,14 +4,21 @@ uvicorn alone would close every WebSocket at once with 1012 on SIGTERM.
 `DrainingServer` first closes the listening sockets, then lets the sessions
 end gracefully (`ServerState.drain`: `closing`, the frame in the model comes
 out, close 1000), and only then lets uvicorn cut off what is left.
+
+Every way of stopping ends cleanly: the port is bound before the app starts, so a
+port in use is one line and exit 1 before any model loads; SIGTERM exits 0 and
+Ctrl-C 130, without a traceback, whether the models are loading or serving.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +43,19 @@ class Listen:
     log_level: str = "info"
     shutdown_timeout_s: float = 10.0
 
+    def bind(self) -> socket.socket:
+        """The listening socket, bound now (uvicorn listens on it): OSError when the
+        address is taken or not this host's."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listening = socket.socket(family)
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind((self.host, self.port))
+        except OSError:
+            listening.close()
+            raise
+        return listening
+
 
 def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uvicorn.Config:
     """How `realtime serve` runs an app (tests that serve an app of their own use it too)."""
@@ -59,14 +79,20 @@ def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uv
 
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose stop drains the sessions first (`drain`), and for which
-    SIGTERM is an orderly stop: the process exits with its own status, where uvicorn
-    re-raises the signal once stopped ("killed by SIGTERM"). Ctrl-C still ends as
-    uvicorn's does."""
+    SIGTERM and Ctrl-C are orderly stops: once stopped, `interrupted` tells whether it
+    was Ctrl-C, where uvicorn would re-raise the signal (a KeyboardInterrupt traceback,
+    or "killed by SIGTERM")."""
 
     def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
         super().__init__(config)
         self._drain = drain
-        self._interrupted = False
+        self.interrupted = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets is not None and self.started:
+            # uvicorn says where it listens only when it bound the socket itself.
+            self._log_started_message(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for listening in self.servers:
@@ -86,17 +112,25 @@ class DrainingServer(uvicorn.Server):
         finally:
             for sig, handler in originals.items():
                 signal.signal(sig, handler)
-        if self._interrupted:
-            signal.raise_signal(signal.SIGINT)
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-        self._interrupted = self._interrupted or sig == signal.SIGINT
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         self.handle_exit(sig, frame)
 
 
 def serve(config: ServerConfig, registry: Mapping[str, ModelEntry], listen: Listen) -> int:
     """Load and warm `config.models`, serve them until SIGTERM or Ctrl-C, drain, stop.
-    Returns the exit status: 1 when a model could not load, else 0."""
+    Returns the exit status: 1 when the port is taken or a model could not load, 130
+    after Ctrl-C, else 0."""
+    try:
+        listening = listen.bind()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        print(
+            f"realtime serve: cannot listen on {listen.host}:{listen.port}: {reason}",
+            file=sys.stderr,
+        )
+        return 1
     failed = False
 
     def stop_on_load_failure() -> None:
@@ -110,5 +144,24 @@ def serve(config: ServerConfig, registry: Mapping[str, ModelEntry], listen: List
         await app.state.server.drain(listen.shutdown_timeout_s)
 
     server = DrainingServer(uvicorn_config(app, listen, config.max_message_bytes), drain)
-    server.run()
-    return 1 if failed else 0
+    server.run(sockets=[listening])
+    status = 130 if server.interrupted else 1 if failed else 0
+    state = getattr(app.state, "server", None)
+    if state is not None and any(worker.is_running for worker in state.pool.workers):
+        _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """End the process without finalizing the interpreter. A model thread still loading
+    cannot be interrupted, and finalizing while it runs in torch's C++ code aborts the
+    process ("terminate called without an active exception", exit 134)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # stopping already: a second signal changes nothing
+    logging.getLogger("realtime.server.serving").info(
+        "exiting without waiting for a model thread still at work (loading)"
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -160,13 +160,22 @@ class ModelWorker:
             self._session_states.pop(session_id, None)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the batch in progress, then end the thread."""
+        """Finish the batch in progress, then end the thread. A first load (or warm-up)
+        cannot be interrupted, so it is not waited for: `is_running` tells whether the
+        thread is still at it (the process must then end without finalizing, see
+        realtime/server/serving.py)."""
+        loading = not self._load_ended.is_set()
         with self._wakeup:
             self._stopping = True
             self._wakeup.notify()
         self._load_ended.set()  # nobody waits for a load that may never end
-        if self._thread.is_alive():
+        if self._thread.is_alive() and not loading:
             self._thread.join(timeout)
+
+    @property
+    def is_running(self) -> bool:
+        """The thread has not ended (it may be loading, or finishing a batch past `stop`)."""
+        return self._thread.is_alive()
 
     def _main(self) -> None:
         model = self._load()

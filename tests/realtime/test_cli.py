@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from realtime.bench.harness import free_port
+
 
 def realtime(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -79,6 +83,23 @@ def test_pull_offline_says_what_it_needs(tmp_path: Path) -> None:
     assert "pulling stabilityai/sd-turbo" in refused.stdout
     assert "cannot download stabilityai/sd-turbo" in refused.stderr
     assert "HF_HUB_OFFLINE unset" in refused.stderr
+
+
+@pytest.mark.parametrize("command", [("pull", "sd-turbo"), ("serve", "--model", "sd-turbo")])
+def test_an_unreachable_hub_is_said_once_without_retrying(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # A Hub that refuses connections (HF_ENDPOINT honored): like a machine with no route
+    # out, and on any machine.
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": endpoint}
+    env.pop("HF_HUB_OFFLINE", None)
+    refused = realtime(*command, env=env)
+    assert refused.returncode == 1
+    output = refused.stdout + refused.stderr
+    assert output.count(f"the Hugging Face Hub ({endpoint}) cannot be reached") == 1, output
+    assert "Retrying" not in output
+    assert "Traceback" not in output
 
 
 def test_pull_of_a_model_built_here_downloads_nothing() -> None:

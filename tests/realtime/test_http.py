@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 
 import httpx
+import orjson
+import pytest
 from support import input_pixels, serve_app, wait_until
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from frames.frame import Pixels
 from models.base import ModelEntry, ModelInfo, ModelInput
@@ -102,3 +107,29 @@ def test_the_web_demo_is_served_at_the_root() -> None:
         page = httpx.get(f"{url}/")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
+
+
+def test_plain_http_on_the_websocket_endpoint_is_426_with_a_hint() -> None:
+    app = create_app(ServerConfig(models=("invert",), device="cpu"))
+    with serve_app(app) as url:
+        answer = httpx.get(f"{url}/v1/stream")
+    assert answer.status_code == 426
+    assert answer.headers["upgrade"] == "websocket"
+    assert answer.json()["code"] == "bad_message"
+    assert "connect to it with a WebSocket client" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/v1/nowhere", "/v1/models"])
+def test_a_websocket_to_a_path_without_one_is_404(path: str) -> None:
+    app = create_app(ServerConfig(models=("invert",), device="cpu"))
+    with serve_app(app) as url:
+        ws_url = url.replace("http://", "ws://") + path
+        with pytest.raises(InvalidStatus) as refused:
+            asyncio.run(_connect(ws_url))
+    assert refused.value.response.status_code == 404
+    assert orjson.loads(refused.value.response.body)["code"] == "not_found"
+
+
+async def _connect(url: str) -> None:
+    async with connect(url, open_timeout=10):
+        pass
