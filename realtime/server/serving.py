@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from models.base import ModelEntry
 from realtime.server.app import create_app
 from realtime.server.config import ServerConfig
+from realtime.server.flow_control import FlowControlledWebSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,9 @@ def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uv
         app,
         host=listen.host,
         port=listen.port,
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio, bounded: reading pauses while the peer does not read
+        # what we write (pongs included), and a close the peer stalls is cut off.
+        ws=FlowControlledWebSocket,
         ws_max_size=max_message_bytes,
         # Frames are JPEG, PNG or WebP: deflating them costs CPU and saves nothing.
         ws_per_message_deflate=False,
