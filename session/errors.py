@@ -13,6 +13,8 @@
     ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
                                          (close 1008, HTTP 400)
     ├── RateLimited     rate_limited     too many control messages per second: this one is refused
+    ├── HandshakeTimeout  handshake_timeout  no first frame (or params, for type-to-image) in
+                                         time after `ready` (`closing`, then 1000)
     ├── IdleTimeout     idle_timeout     no frame and no params for too long (`closing`, then 1000)
     └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
 
@@ -81,6 +83,10 @@ class NeedsFrames(StreamError):
 
 class RateLimited(StreamError):
     code = ErrorCode.RATE_LIMITED
+
+
+class HandshakeTimeout(StreamError):
+    code = ErrorCode.HANDSHAKE_TIMEOUT
 
 
 class IdleTimeout(StreamError):

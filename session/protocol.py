@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     BAD_OFFER = "bad_offer"
     NEEDS_FRAMES = "needs_frames"
     RATE_LIMITED = "rate_limited"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     SESSION_TIME_LIMIT = "session_time_limit"
     NOT_FOUND = "not_found"
@@ -82,6 +83,7 @@ CLOSE_CODES: Mapping[ErrorCode, CloseCode] = {
     ErrorCode.SERVER_FULL: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.KEY_SESSION_LIMIT: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
+    ErrorCode.HANDSHAKE_TIMEOUT: CloseCode.NORMAL,
     ErrorCode.IDLE_TIMEOUT: CloseCode.NORMAL,
     ErrorCode.SESSION_TIME_LIMIT: CloseCode.NORMAL,
 }

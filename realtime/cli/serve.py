@@ -137,6 +137,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "the excess is refused with rate_limited (default: %(default)g)",
     )
     sessions.add_argument(
+        "--handshake-timeout",
+        type=seconds_or_never,
+        default=LIMITS.handshake_timeout_s,
+        metavar="SECONDS",
+        help="close a session whose client sends no first frame (no first params, for "
+        "type-to-image) this long after ready, so idle connections cannot hold slots; "
+        "0: never (default: %(default)g)",
+    )
+    sessions.add_argument(
         "--idle-timeout",
         type=seconds_or_never,
         default=LIMITS.idle_timeout_s,
@@ -272,6 +281,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         max_token_ttl_s=args.max_token_ttl,
         limits=SessionLimits(
             max_messages_per_s=args.max_messages_per_s,
+            handshake_timeout_s=args.handshake_timeout,
             idle_timeout_s=args.idle_timeout,
             max_duration_s=args.max_session_duration,
             max_image_size=args.max_image_size,

@@ -12,6 +12,7 @@ resource is answered 405, as RFC 9725 asks of servers without trickle ICE.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,7 +146,7 @@ async def _open_session(
     peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
     server.peers[peer.id] = peer
     try:
-        live.session.params.update(params)
+        live.session.update_params(params, time.perf_counter())
         await peer.answer(offer_sdp, server.ready)
     except BaseException:
         await peer.close()

@@ -81,6 +81,7 @@ class WebSocketStream:
     async def run(self, model_ready: asyncio.Event) -> None:
         """Stream until the client disconnects or the session passes a limit."""
         await self._send(await self.live.start(model_ready))
+        self.live.expect_input()
         receiving = asyncio.create_task(self._receive_inputs())
         sending = asyncio.create_task(self._send_outputs())
         expiring = asyncio.create_task(self._close_when_expired())
