@@ -9,6 +9,8 @@
     ├── Unauthorized    unauthorized     a missing, wrong, forged or expired credential (1008, 401)
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
+    ├── AddressLimit    address_session_limit  the client's address has its most sessions
+                                         open (`--max-sessions-per-address`; 1013, 429)
     ├── BadOffer        bad_offer        a WebRTC offer that is not usable SDP (HTTP 400)
     ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
                                          (close 1008, HTTP 400)
@@ -71,6 +73,10 @@ class Forbidden(StreamError):
 
 class KeyLimit(StreamError):
     code = ErrorCode.KEY_SESSION_LIMIT
+
+
+class AddressLimit(StreamError):
+    code = ErrorCode.ADDRESS_SESSION_LIMIT
 
 
 class BadOffer(StreamError):

@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     KEY_SESSION_LIMIT = "key_session_limit"
+    ADDRESS_SESSION_LIMIT = "address_session_limit"
     BAD_OFFER = "bad_offer"
     NEEDS_FRAMES = "needs_frames"
     RATE_LIMITED = "rate_limited"
@@ -82,6 +83,7 @@ HOPS: tuple[str, ...] = (Hop.QUEUE, Hop.DECODE, Hop.MODEL, Hop.ENCODE)
 CLOSE_CODES: Mapping[ErrorCode, CloseCode] = {
     ErrorCode.SERVER_FULL: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.KEY_SESSION_LIMIT: CloseCode.TRY_AGAIN_LATER,
+    ErrorCode.ADDRESS_SESSION_LIMIT: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
     ErrorCode.HANDSHAKE_TIMEOUT: CloseCode.NORMAL,
     ErrorCode.IDLE_TIMEOUT: CloseCode.NORMAL,
@@ -96,6 +98,7 @@ HTTP_STATUSES: Mapping[ErrorCode, int] = {
     ErrorCode.UNKNOWN_MODEL: 404,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.KEY_SESSION_LIMIT: 429,
+    ErrorCode.ADDRESS_SESSION_LIMIT: 429,
     ErrorCode.SERVER_FULL: 503,
     ErrorCode.SHUTTING_DOWN: 503,
 }

@@ -186,6 +186,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="sessions one API key (and its tokens) may hold at once (default: no limit)",
     )
     access.add_argument(
+        "--max-sessions-per-address",
+        type=positive_int,
+        default=DEFAULTS.max_sessions_per_address,
+        metavar="N",
+        help="sessions one client IP address may hold at once, for open servers where keys "
+        "do not tell clients apart; behind a reverse proxy, have it set X-Forwarded-For "
+        "(default: no limit)",
+    )
+    access.add_argument(
         "--max-token-ttl",
         type=float,
         default=DEFAULTS.max_token_ttl_s,
@@ -276,6 +285,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         ice_addresses=tuple(args.ice_address),
         api_keys=tuple(args.api_key) + _keys_from_environment(),
         max_sessions_per_key=args.max_sessions_per_key,
+        max_sessions_per_address=args.max_sessions_per_address,
         # One secret for every instance behind a load balancer; else random per process.
         token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
         max_token_ttl_s=args.max_token_ttl,

@@ -30,6 +30,9 @@ class ServerConfig:
     api_keys: tuple[str, ...] = ()
     """Keys accepted as `Authorization: Bearer KEY`; none: the server is open to all."""
     max_sessions_per_key: int | None = None
+    max_sessions_per_address: int | None = None
+    """Sessions one client address may hold at once (for open servers, where keys do not
+    tell clients apart); one more is refused with close 1013 / HTTP 429. None: no limit."""
     token_secret: bytes | None = None
     """Signs tokens; give every instance behind one load balancer the same. None: random."""
     max_token_ttl_s: float = 3600.0

@@ -25,12 +25,15 @@ from realtime.ice import rtc_configuration
 from realtime.server.auth import bearer
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
-from realtime.server.state import ServerState
+from realtime.server.state import ClientGone, ServerState
 from realtime.server.webrtc import PeerSession
 from session.errors import BadMessage, StreamError
 from session.protocol import ErrorCode, ErrorMessage, http_status
 
 SDP = "application/sdp"
+CLIENT_GONE = 499
+"""The status logged for an offer whose client left while it waited in line (nginx's
+"client closed request"): nobody reads it."""
 
 
 async def webrtc_offer(request: Request) -> Response:
@@ -48,9 +51,11 @@ async def webrtc_offer(request: Request) -> Response:
             raise BadMessage("'params' must be an object", field="params")
         model = offer.get("model", server.config.default_model)
         credential = _credential(request) or offer.get("token")
-        peer = await _open_session(server, str(model), sdp, params, credential)
+        peer = await _open_session(request, str(model), sdp, params, credential)
     except StreamError as error:
         return error_response(error)
+    except ClientGone:
+        return Response(status_code=CLIENT_GONE)
     return JSONResponse(
         {"sdp": peer.pc.localDescription.sdp, "type": "answer", "session_id": peer.id}
     )
@@ -66,11 +71,13 @@ async def whip(request: Request) -> Response:
     model = request.query_params.get("model", server.config.default_model)
     try:
         offer = (await request.body()).decode()
-        peer = await _open_session(server, model, offer, {}, _credential(request))
+        peer = await _open_session(request, model, offer, {}, _credential(request))
     except (StreamError, UnicodeDecodeError) as error:
         if isinstance(error, UnicodeDecodeError):
             error = BadMessage("the SDP offer must be UTF-8 text", field="sdp")
         return error_response(error)
+    except ClientGone:
+        return Response(status_code=CLIENT_GONE)
     return _sdp_created(peer.pc.localDescription.sdp, f"/v1/whip/{peer.id}")
 
 
@@ -131,17 +138,32 @@ ROUTES = [  # mounted under /v1
 
 
 async def _open_session(
-    server: ServerState,
+    request: Request,
     model: str,
     offer_sdp: str,
     params: Mapping[str, object],
     credential: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
+    server = _server(request)
     # A peer that only receives video types its prompts: type-to-image.
     text_input = only_receives_video(offer_sdp)
-    # The HTTP request itself waits in line when the server is full: no position updates.
-    lease = await server.admit(model, "webrtc", credential, text_input=text_input)
+
+    async def disconnected() -> None:
+        # The body is read: the next ASGI message is the disconnect, whenever it comes.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    # The HTTP request itself waits in line when the server is full: no position updates,
+    # and a client that gives up (disconnects) leaves the line at once.
+    lease = await server.admit(
+        model,
+        "webrtc",
+        credential,
+        text_input=text_input,
+        address=request.client.host if request.client else None,
+        client_gone=disconnected,
+    )
     live = LiveSession(lease, server.config.limits, text_input=text_input)
     peer = PeerSession(live, rtc_configuration(server.config.ice_servers), _forget(server))
     server.peers[peer.id] = peer

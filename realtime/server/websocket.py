@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.server.auth import bearer
 from realtime.server.live_session import LiveSession
-from realtime.server.state import ServerState
+from realtime.server.state import ClientGone, ServerState
 from session.errors import (
     BadMessage,
     StreamError,
@@ -42,6 +42,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     async def report_position(position: int) -> None:
         await _send_message(websocket, Queued(position).to_wire())
 
+    async def disconnected() -> None:
+        """Returns once the client is gone. Runs only while it waits in line, when it
+        should send nothing: whatever it sends meanwhile is dropped."""
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
     # ?input=text: type-to-image, the client sends params and no frames.
     input_kind = websocket.query_params.get("input", "frames")
     text_input = input_kind == "text"
@@ -49,8 +55,17 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         if input_kind not in ("frames", "text"):
             raise BadMessage(f"input must be 'frames' or 'text', got {input_kind!r}", field="input")
         lease = await server.admit(
-            model_id, "websocket", credential, report_position, text_input=text_input
+            model_id,
+            "websocket",
+            credential,
+            report_position,
+            text_input=text_input,
+            address=websocket.client.host if websocket.client else None,
+            client_gone=disconnected,
         )
+    except ClientGone:
+        logger.info("a client waiting in line left")
+        return
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
         await _send_message(websocket, error.to_message())
