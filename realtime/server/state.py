@@ -116,6 +116,7 @@ class ServerState:
             return self._counting_refusals(self._take_slot, *applicant, transport)
         ticket = object()
         self.waiting.append(ticket)
+        logger.info("a %s session waits in line at %d", transport, len(self.waiting))
         reported = 0
         gone = asyncio.ensure_future(client_gone()) if client_gone is not None else None
         if gone is not None:
