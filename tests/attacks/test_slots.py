@@ -4,6 +4,7 @@ waiting line forgets clients that left, and an address may be limited in session
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httpx
@@ -124,31 +125,38 @@ async def test_a_websocket_that_leaves_the_line_gives_up_its_place(
 
 async def test_an_offer_abandoned_in_line_gives_up_its_place(lined_server: ServerProcess) -> None:
     holder = await holding_the_slot(lined_server)
+    in_line = waiting_offers(lined_server)
+    # An HTTP client that posts an offer, then gives up on the answer and disconnects.
     offer = orjson.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
-    in_line = len([line for line in lined_server.log if "webrtc session waits in line" in line])
-    async with httpx.AsyncClient(timeout=60) as http:
-        abandoned = asyncio.create_task(
-            http.post(f"{lined_server.http_url}/v1/webrtc/offer", content=offer)
-        )
-        await eventually(
-            lambda: (
-                len([line for line in lined_server.log if "webrtc session waits in line" in line])
-                > in_line
-            ),
-            "the offer in line",
-        )
-        positions: list[int] = []
+    abandoned = socket.create_connection(("127.0.0.1", lined_server.port), timeout=30)
+    abandoned.sendall(
+        b"POST /v1/webrtc/offer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(offer)}\r\n\r\n".encode()
+        + offer
+    )
+    positions: list[int] = []
+    waiter = None
+    try:
+        await eventually(lambda: waiting_offers(lined_server) > in_line, "the offer in line")
         waiter = asyncio.create_task(
             StreamClient.connect(lined_server.ws_url, on_queued=positions.append)
         )
-        try:
-            await eventually(lambda: positions, "a place in line")
-            assert positions == [2]
-            abandoned.cancel()  # the client gives up: httpx closes the connection
-            await eventually(lambda: positions == [2, 1], "moved up past the abandoned offer")
-        finally:
+        await eventually(lambda: positions, "a place in line")
+        assert positions == [2]
+        abandoned.close()
+        await eventually(lambda: positions == [2, 1], "moved up past the abandoned offer")
+        await holder.close()
+        await (await asyncio.wait_for(waiter, 30)).close()
+    finally:
+        abandoned.close()
+        if waiter is not None:
             waiter.cancel()
-            await holder.close()
+        await holder.close()
+
+
+def waiting_offers(server: ServerProcess) -> int:
+    """How many offers joined the server's waiting line, from its log."""
+    return sum("webrtc session waits in line" in line for line in list(server.log))
 
 
 async def test_an_address_over_its_session_limit_is_refused(
