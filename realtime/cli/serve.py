@@ -11,11 +11,12 @@ from models.loading import ModelLoadError
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import positive_float, positive_int, seconds_or_never
 from realtime.ice import IceServer
-from realtime.server.config import ServerConfig
+from realtime.server.config import Listen, ServerConfig
 from realtime.server.logs import LOG_FORMATS, configure_logging
 from session.limits import SessionLimits
 
 DEFAULTS = ServerConfig()
+LISTEN = Listen()
 LIMITS = SessionLimits()
 
 
@@ -42,6 +43,29 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(default: none, plain HTTP)",
     )
     where.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile (default: none)")
+    where.add_argument(
+        "--limit-concurrency",
+        type=positive_int,
+        default=LISTEN.limit_concurrency,
+        metavar="N",
+        help="connections at once (HTTP and WebSocket) past which new HTTP requests are "
+        "answered 503; keep it under the open-file limit (default: %(default)s)",
+    )
+    where.add_argument(
+        "--timeout-keep-alive",
+        type=positive_int,
+        default=LISTEN.timeout_keep_alive_s,
+        metavar="SECONDS",
+        help="close an HTTP connection idle this long between requests (default: %(default)s)",
+    )
+    where.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=LISTEN.header_timeout_s,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not all in this long after it "
+        "opened or after its last response (slow or silent clients) (default: %(default)g)",
+    )
 
     models = serve.add_argument_group("models")
     models.add_argument(
@@ -257,7 +281,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     configure_logging(args.log_level, args.log_format)
 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
-    from realtime.server.serving import Listen, serve
+    from realtime.server.serving import serve
 
     listen = Listen(
         host=args.host,
@@ -266,6 +290,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ssl_keyfile=args.ssl_keyfile,
         log_level=args.log_level,
         shutdown_timeout_s=args.shutdown_timeout,
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive_s=args.timeout_keep_alive,
+        header_timeout_s=args.header_timeout,
     )
     return serve(server_config(args, tuple(entry.info.id for entry in entries)), registry, listen)
 

@@ -1,4 +1,5 @@
-"""ServerConfig: every setting of a running server, as the CLI or a test gives them."""
+"""ServerConfig: every setting of a running server, as the CLI or a test gives them;
+Listen: where and how it listens (what uvicorn needs beyond the app)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,23 @@ class ServerConfig:
     @property
     def default_model(self) -> str:
         return self.models[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where and how the server listens: what uvicorn needs beyond the app."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    log_level: str = "info"
+    shutdown_timeout_s: float = 10.0
+    limit_concurrency: int | None = 1000
+    """Connections (HTTP and WebSocket) and tasks at once past which uvicorn answers new
+    HTTP requests 503; keep it under the process's open-file limit. None: no limit."""
+    timeout_keep_alive_s: int = 5
+    """An HTTP connection idle this long between requests is closed."""
+    header_timeout_s: float = 10.0
+    """A connection whose request headers are not complete this long after it opened
+    (or after its last response) is closed: uvicorn has no such timeout."""

@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
@@ -22,20 +21,9 @@ from starlette.applications import Starlette
 
 from models.base import ModelEntry
 from realtime.server.app import create_app
-from realtime.server.config import ServerConfig
+from realtime.server.config import Listen, ServerConfig
 from realtime.server.flow_control import FlowControlledWebSocket
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """Where and how the server listens: what uvicorn needs beyond the app."""
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    log_level: str = "info"
-    shutdown_timeout_s: float = 10.0
+from realtime.server.header_timeout import with_header_timeout
 
 
 def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uvicorn.Config:
@@ -48,6 +36,9 @@ def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uv
         # what we write (pongs included), and a close the peer stalls is cut off.
         ws=FlowControlledWebSocket,
         ws_max_size=max_message_bytes,
+        http=with_header_timeout(listen.header_timeout_s),
+        limit_concurrency=listen.limit_concurrency,
+        timeout_keep_alive=listen.timeout_keep_alive_s,
         # Frames are JPEG, PNG or WebP: deflating them costs CPU and saves nothing.
         ws_per_message_deflate=False,
         loop="auto",
