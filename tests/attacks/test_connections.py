@@ -1,9 +1,11 @@
-"""Control frames cannot grow memory: a WebSocket peer that floods pings and never
-reads costs the server a bounded buffer, and a refused one is cut off."""
+"""Connections cost bounded memory and time: a WebSocket peer that floods pings and
+never reads costs the server a bounded buffer, a refused one is cut off, and a
+connection that sends no request headers is closed."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from raw_websocket import OP_PING, RawWebSocket, masked_frame
@@ -27,7 +29,7 @@ STALLED_AFTER_S = 5.0
 
 @pytest.fixture(scope="module")
 def server(start_server: StartServer) -> ServerProcess:
-    return start_server("--model", "invert", "--max-sessions", "1")
+    return start_server("--model", "invert", "--max-sessions", "1", "--header-timeout", "1")
 
 
 def flood(server: ServerProcess, websocket: RawWebSocket) -> int:
@@ -61,3 +63,12 @@ async def test_a_refused_connection_that_floods_pings_is_cut_off(server: ServerP
             await eventually(lambda: not refused.is_established, "the connection cut off")
         finally:
             refused.reset()
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"])
+async def test_a_connection_without_request_headers_is_closed(
+    server: ServerProcess, sent: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as silent:
+        silent.sendall(sent)  # nothing, or headers that never end
+        assert await asyncio.to_thread(silent.recv, 1024) == b""  # closed, nothing said
