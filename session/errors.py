@@ -9,6 +9,8 @@
     ├── Unauthorized    unauthorized     a missing, wrong, forged or expired credential (1008, 401)
     ├── Forbidden       forbidden        a valid token for another model (close 1008, HTTP 403)
     ├── KeyLimit        key_session_limit  the API key has its most sessions open (1013, 429)
+    ├── AddressLimit    address_session_limit  the client's address has its most sessions
+                                         open (`--max-sessions-per-address`; 1013, 429)
     ├── BadOffer        bad_offer        an unusable WebRTC offer, or one over a limit (HTTP 400)
     ├── ViewerLimit     viewer_limit     the session has its most WHEP viewers (HTTP 429)
     ├── TooLarge        too_large        a request body over the server's cap (HTTP 413)
@@ -16,6 +18,8 @@
     ├── NeedsFrames     needs_frames     a type-to-image session for a model that needs frames
                                          (close 1008, HTTP 400)
     ├── RateLimited     rate_limited     too many control messages per second: this one is refused
+    ├── HandshakeTimeout  handshake_timeout  no first frame (or params, for type-to-image) in
+                                         time after `ready` (`closing`, then 1000)
     ├── IdleTimeout     idle_timeout     no frame and no params for too long (`closing`, then 1000)
     └── SessionTimeLimit  session_time_limit  the session reached its longest duration (same)
 
@@ -74,6 +78,10 @@ class KeyLimit(StreamError):
     code = ErrorCode.KEY_SESSION_LIMIT
 
 
+class AddressLimit(StreamError):
+    code = ErrorCode.ADDRESS_SESSION_LIMIT
+
+
 class BadOffer(StreamError):
     code = ErrorCode.BAD_OFFER
 
@@ -96,6 +104,10 @@ class NeedsFrames(StreamError):
 
 class RateLimited(StreamError):
     code = ErrorCode.RATE_LIMITED
+
+
+class HandshakeTimeout(StreamError):
+    code = ErrorCode.HANDSHAKE_TIMEOUT
 
 
 class IdleTimeout(StreamError):

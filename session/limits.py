@@ -13,6 +13,10 @@ from dataclasses import dataclass
 class SessionLimits:
     max_messages_per_s: float = 20.0
     """Control messages per second, with a burst of as many; the excess is refused."""
+    handshake_timeout_s: float | None = 10.0
+    """A session whose client sends no first frame (no first params, for type-to-image)
+    this long after it could (`ready`, and its transport connected) is closed, so that
+    idle connections cannot hold the server's slots. None: never."""
     idle_timeout_s: float | None = 300.0
     """A session that sends no frame and no params for this long is closed. None: never."""
     max_duration_s: float | None = None

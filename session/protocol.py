@@ -43,10 +43,12 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     KEY_SESSION_LIMIT = "key_session_limit"
     VIEWER_LIMIT = "viewer_limit"
+    ADDRESS_SESSION_LIMIT = "address_session_limit"
     BAD_OFFER = "bad_offer"
     TOO_LARGE = "too_large"
     NEEDS_FRAMES = "needs_frames"
     RATE_LIMITED = "rate_limited"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     SESSION_TIME_LIMIT = "session_time_limit"
     NOT_FOUND = "not_found"
@@ -83,7 +85,9 @@ HOPS: tuple[str, ...] = (Hop.QUEUE, Hop.DECODE, Hop.MODEL, Hop.ENCODE)
 CLOSE_CODES: Mapping[ErrorCode, CloseCode] = {
     ErrorCode.SERVER_FULL: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.KEY_SESSION_LIMIT: CloseCode.TRY_AGAIN_LATER,
+    ErrorCode.ADDRESS_SESSION_LIMIT: CloseCode.TRY_AGAIN_LATER,
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
+    ErrorCode.HANDSHAKE_TIMEOUT: CloseCode.NORMAL,
     ErrorCode.IDLE_TIMEOUT: CloseCode.NORMAL,
     ErrorCode.SESSION_TIME_LIMIT: CloseCode.NORMAL,
 }
@@ -98,6 +102,7 @@ HTTP_STATUSES: Mapping[ErrorCode, int] = {
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.KEY_SESSION_LIMIT: 429,
     ErrorCode.VIEWER_LIMIT: 429,
+    ErrorCode.ADDRESS_SESSION_LIMIT: 429,
     ErrorCode.SERVER_FULL: 503,
     ErrorCode.SHUTTING_DOWN: 503,
 }

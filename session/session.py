@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -26,7 +27,14 @@ import orjson
 from frames.frame import Frame, Pixels
 from models.base import ModelInfo
 from models.params import ParamValue
-from session.errors import BadMessage, IdleTimeout, RateLimited, SessionTimeLimit, StreamError
+from session.errors import (
+    BadMessage,
+    HandshakeTimeout,
+    IdleTimeout,
+    RateLimited,
+    SessionTimeLimit,
+    StreamError,
+)
 from session.jobs import Job
 from session.limits import MessageRate, SessionLimits
 from session.logs import SessionLog
@@ -126,6 +134,9 @@ class Session:
         self._text_only = text_input
         """Type-to-image: the client said it sends text (params), and no frame came yet."""
         self._input_open = True
+        self._input_expected_at: float | None = None
+        """When the client could first send (`expect_input`); None: not yet."""
+        self._first_input_came = False
         self.log = SessionLog(logger, session_id)
 
     # State
@@ -182,9 +193,17 @@ class Session:
             self.model.random_weights,
         ).to_wire()
 
+    def expect_input(self, now: float) -> None:
+        """The client can send from `now` on: it has `ready` and its transport is
+        connected. Its first frame (its first params, for type-to-image) must come
+        within `limits.handshake_timeout_s` (see `expiry`)."""
+        if self._input_expected_at is None:
+            self._input_expected_at = now
+
     def number_frame(self, now: float) -> int:
         """A binary message arrived: give it the next frame number (1, 2, 3, ...)."""
         self._active_at = now
+        self._first_input_came = True
         self._text_only = False
         self.stats.frames_received += 1
         self._decoding += 1
@@ -195,6 +214,7 @@ class Session:
         WebSocket keeps only the newest undecoded image, WebRTC drains aiortc's receive
         queue to the newest frame): number and drop them."""
         self._active_at = now
+        self._first_input_came = True
         self._text_only = False
         self.stats.frames_received += count
         self.stats.skipped_by_transport += count
@@ -240,15 +260,22 @@ class Session:
         kind = message.pop("type", None)
         try:
             if kind == "params":
-                before = self.params.snapshot()
-                self.params.update(message)
-                self._active_at = now
-                if self._text_only and self.params.values != before:
-                    self._request_image(now)
+                self.update_params(message, now)
                 return ParamsMessage(self.params.snapshot()).to_wire()
             raise BadMessage(f"unknown message type {kind!r}; expected 'params'", field="type")
         except StreamError as error:
             return error.to_message()
+
+    def update_params(self, changes: Mapping[str, object], now: float) -> None:
+        """Apply params (from a `params` message, or a WebRTC offer), or raise
+        InvalidParams and change nothing. For type-to-image they are the client's input."""
+        before = self.params.snapshot()
+        self.params.update(changes)
+        self._active_at = now
+        if self._text_only:
+            self._first_input_came = True
+            if self.params.values != before:
+                self._request_image(now)
 
     def _request_image(self, now: float) -> None:
         """Type-to-image: ask for an image from the params alone. It is numbered and
@@ -273,6 +300,12 @@ class Session:
         duration = self.limits.max_duration_s
         if duration is not None and now - self.started_at >= duration:
             return SessionTimeLimit(f"sessions on this server last at most {duration:g} s")
+        handshake = self._handshake_deadline()
+        if handshake is not None and now >= handshake:
+            first = "params" if self._text_only else "frame"
+            return HandshakeTimeout(
+                f"no first {first} in {self.limits.handshake_timeout_s:g} s after ready"
+            )
         idle = self.limits.idle_timeout_s
         if idle is not None and now - self._active_at >= idle:
             return IdleTimeout(f"no frame and no params for {idle:g} s")
@@ -285,7 +318,15 @@ class Session:
             deadlines.append(self.started_at + self.limits.max_duration_s)
         if self.limits.idle_timeout_s is not None:
             deadlines.append(self._active_at + self.limits.idle_timeout_s)
+        if (handshake := self._handshake_deadline()) is not None:
+            deadlines.append(handshake)
         return min(deadlines, default=None)
+
+    def _handshake_deadline(self) -> float | None:
+        timeout = self.limits.handshake_timeout_s
+        if timeout is None or self._first_input_came or self._input_expected_at is None:
+            return None
+        return self._input_expected_at + timeout
 
     def close(self) -> None:
         """The transport ended. A frame still in the model keeps the slot until it returns."""

@@ -19,7 +19,8 @@ from frames.frame import Pixels
 from models.base import ModelInput
 from realtime.bench import harness
 from realtime.bench.harness import ServerProcess, free_port
-from realtime.server.serving import Listen, uvicorn_config
+from realtime.server.config import Listen
+from realtime.server.serving import uvicorn_config
 
 PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 

@@ -14,12 +14,13 @@ from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import positive_float, positive_int, seconds_or_never, web_origin
 from realtime.ice import IceServer, default_host_addresses
-from realtime.server.config import ServerConfig
+from realtime.server.config import Listen, ServerConfig
 from realtime.server.logs import LOG_FORMATS, configure_logging
 from realtime.server.origins import allowed_hosts
 from session.limits import SessionLimits
 
 DEFAULTS = ServerConfig()
+LISTEN = Listen()
 LIMITS = SessionLimits()
 
 
@@ -47,6 +48,29 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(default: none, plain HTTP)",
     )
     where.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile (default: none)")
+    where.add_argument(
+        "--limit-concurrency",
+        type=positive_int,
+        default=LISTEN.limit_concurrency,
+        metavar="N",
+        help="connections at once (HTTP and WebSocket) past which new HTTP requests are "
+        "answered 503; keep it under the open-file limit (default: %(default)s)",
+    )
+    where.add_argument(
+        "--timeout-keep-alive",
+        type=positive_int,
+        default=LISTEN.timeout_keep_alive_s,
+        metavar="SECONDS",
+        help="close an HTTP connection idle this long between requests (default: %(default)s)",
+    )
+    where.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=LISTEN.header_timeout_s,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not all in this long after it "
+        "opened or after its last response (slow or silent clients) (default: %(default)g)",
+    )
 
     models = serve.add_argument_group("models")
     models.add_argument(
@@ -150,6 +174,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "the excess is refused with rate_limited (default: %(default)g)",
     )
     sessions.add_argument(
+        "--handshake-timeout",
+        type=seconds_or_never,
+        default=LIMITS.handshake_timeout_s,
+        metavar="SECONDS",
+        help="close a session whose client sends no first frame (no first params, for "
+        "type-to-image) this long after ready, so idle connections cannot hold slots; "
+        "0: never (default: %(default)g)",
+    )
+    sessions.add_argument(
         "--idle-timeout",
         type=seconds_or_never,
         default=LIMITS.idle_timeout_s,
@@ -197,6 +230,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="ORIGIN",
         help="with no API key, let pages of this other site use the server as its own pages "
         "may (e.g. https://app.example.com, or * for any); repeatable (default: none)",
+    )
+    access.add_argument(
+        "--max-sessions-per-address",
+        type=positive_int,
+        default=DEFAULTS.max_sessions_per_address,
+        metavar="N",
+        help="sessions one client IP address may hold at once, for open servers where keys "
+        "do not tell clients apart; behind a reverse proxy, have it set X-Forwarded-For "
+        "(default: no limit)",
     )
     access.add_argument(
         "--max-token-ttl",
@@ -292,7 +334,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     configure_logging(args.log_level, args.log_format)
 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
-    from realtime.server.serving import Listen, serve
+    from realtime.server.serving import serve
 
     listen = Listen(
         host=args.host,
@@ -301,6 +343,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ssl_keyfile=args.ssl_keyfile,
         log_level=args.log_level,
         shutdown_timeout_s=args.shutdown_timeout,
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive_s=args.timeout_keep_alive,
+        header_timeout_s=args.header_timeout,
     )
     return serve(server_config(args, tuple(entry.info.id for entry in entries)), registry, listen)
 
@@ -323,6 +368,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         connect_timeout_s=args.connect_timeout,
         api_keys=tuple(args.api_key) + _keys_from_environment(),
         max_sessions_per_key=args.max_sessions_per_key,
+        max_sessions_per_address=args.max_sessions_per_address,
         # One secret for every instance behind a load balancer; else random per process.
         token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
         max_token_ttl_s=args.max_token_ttl,
@@ -330,6 +376,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         allowed_hosts=allowed_hosts(args.host),
         limits=SessionLimits(
             max_messages_per_s=args.max_messages_per_s,
+            handshake_timeout_s=args.handshake_timeout,
             idle_timeout_s=args.idle_timeout,
             max_duration_s=args.max_session_duration,
             max_image_size=args.max_image_size,

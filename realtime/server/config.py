@@ -1,7 +1,9 @@
-"""ServerConfig: every setting of a running server, as the CLI or a test gives them."""
+"""ServerConfig: every setting of a running server, as the CLI or a test gives them;
+Listen: where and how it listens (what uvicorn needs beyond the app)."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 from models.registry import DEFAULT_MODEL
@@ -34,6 +36,9 @@ class ServerConfig:
     api_keys: tuple[str, ...] = ()
     """Keys accepted as `Authorization: Bearer KEY`; none: the server is open to all."""
     max_sessions_per_key: int | None = None
+    max_sessions_per_address: int | None = None
+    """Sessions one client address may hold at once (for open servers, where keys do not
+    tell clients apart); one more is refused with close 1013 / HTTP 429. None: no limit."""
     token_secret: bytes | None = None
     """Signs tokens; give every instance behind one load balancer the same. None: random."""
     max_token_ttl_s: float = 3600.0
@@ -57,3 +62,36 @@ class ServerConfig:
     @property
     def default_model(self) -> str:
         return self.models[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where and how the server listens: what uvicorn needs beyond the app."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    log_level: str = "info"
+    shutdown_timeout_s: float = 10.0
+    limit_concurrency: int | None = 1000
+    """Connections (HTTP and WebSocket) and tasks at once past which uvicorn answers new
+    HTTP requests 503; keep it under the process's open-file limit. None: no limit."""
+    timeout_keep_alive_s: int = 5
+    """An HTTP connection idle this long between requests is closed."""
+    header_timeout_s: float = 10.0
+    """A connection whose request headers are not complete this long after it opened
+    (or after its last response) is closed: uvicorn has no such timeout."""
+
+    def bind(self) -> socket.socket:
+        """The listening socket, bound now (uvicorn listens on it): OSError when the
+        address is taken or not this host's."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listening = socket.socket(family)
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind((self.host, self.port))
+        except OSError:
+            listening.close()
+            raise
+        return listening

@@ -54,6 +54,7 @@ class LiveSession:
         """The newest image not yet decoded, and when it arrived."""
         self._decoder: asyncio.Task[None] | None = None
         self._released = False
+        self._deadlines_moved = asyncio.Event()
         self.log = self.session.log
 
     @property
@@ -138,17 +139,24 @@ class LiveSession:
         self.meter.update(self.session)
         self._note_settled()
 
+    def expect_input(self) -> None:
+        """The client can send from now on (`Session.expect_input`): its handshake
+        timeout starts."""
+        self.session.expect_input(time.perf_counter())
+        self._deadlines_moved.set()
+
     async def until_expired(self) -> StreamError:
-        """Wait until the session passes one of its limits (idle, duration); returns it."""
+        """Wait until the session passes one of its limits (handshake, idle, duration);
+        returns it."""
         while True:
             now = time.perf_counter()
             if (cause := self.session.expiry(now)) is not None:
                 return cause
             deadline = self.session.next_deadline()
-            if deadline is None:
-                await asyncio.Event().wait()  # no limit: never
-            else:
-                await asyncio.sleep(deadline - now)
+            self._deadlines_moved.clear()
+            with contextlib.suppress(TimeoutError):  # None: no limit, until one is set
+                timeout = None if deadline is None else deadline - now
+                await asyncio.wait_for(self._deadlines_moved.wait(), timeout)
 
     def stop_input(self, cause: StreamError) -> Message:
         """A graceful end begins: no more frames. Returns the `closing` message to send;

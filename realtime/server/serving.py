@@ -21,7 +21,6 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
@@ -29,32 +28,9 @@ from starlette.applications import Starlette
 
 from models.base import ModelEntry
 from realtime.server.app import create_app
-from realtime.server.config import ServerConfig
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """Where and how the server listens: what uvicorn needs beyond the app."""
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    log_level: str = "info"
-    shutdown_timeout_s: float = 10.0
-
-    def bind(self) -> socket.socket:
-        """The listening socket, bound now (uvicorn listens on it): OSError when the
-        address is taken or not this host's."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listening = socket.socket(family)
-        try:
-            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listening.bind((self.host, self.port))
-        except OSError:
-            listening.close()
-            raise
-        return listening
+from realtime.server.config import Listen, ServerConfig
+from realtime.server.flow_control import FlowControlledWebSocket
+from realtime.server.header_timeout import with_header_timeout
 
 
 def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uvicorn.Config:
@@ -63,8 +39,13 @@ def uvicorn_config(app: Starlette, listen: Listen, max_message_bytes: int) -> uv
         app,
         host=listen.host,
         port=listen.port,
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio, bounded: reading pauses while the peer does not read
+        # what we write (pongs included), and a close the peer stalls is cut off.
+        ws=FlowControlledWebSocket,
         ws_max_size=max_message_bytes,
+        http=with_header_timeout(listen.header_timeout_s),
+        limit_concurrency=listen.limit_concurrency,
+        timeout_keep_alive=listen.timeout_keep_alive_s,
         # Frames are JPEG, PNG or WebP: deflating them costs CPU and saves nothing.
         ws_per_message_deflate=False,
         loop="auto",

@@ -16,6 +16,7 @@ headers before any body is read, and bodies are read up to the cap only (bodies.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,12 +29,15 @@ from realtime.server.auth import bearer
 from realtime.server.bodies import read_body, reads_body
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
-from realtime.server.state import ServerState
+from realtime.server.state import ClientGone, ServerState
 from realtime.server.webrtc import PeerSession
 from session.errors import BadMessage, NotFound, StreamError
 
 SDP = "application/sdp"
 JSON = "application/json"
+CLIENT_GONE = 499
+"""The status logged for an offer whose client left while it waited in line (nginx's
+"client closed request"): nobody reads it."""
 
 
 async def webrtc_offer(request: Request) -> Response:
@@ -60,11 +64,11 @@ async def webrtc_offer(request: Request) -> Response:
         if token is not None and not isinstance(token, str):
             raise BadMessage("'token' must be a token from POST /v1/tokens", field="token")
         model = offer.get("model", server.config.default_model)
-        peer = await _open_session(
-            server, str(model), sdp, params, credential or token, _peer_address(request)
-        )
+        peer = await _open_session(request, str(model), sdp, params, credential or token)
     except StreamError as error:
         return error_response(error)
+    except ClientGone:
+        return Response(status_code=CLIENT_GONE)
     return JSONResponse(
         {"sdp": peer.pc.localDescription.sdp, "type": "answer", "session_id": peer.id}
     )
@@ -81,10 +85,11 @@ async def whip(request: Request) -> Response:
     try:
         server.authorize(_credential(request), model)
         offer = await _read_sdp(request, server)
-        credential = _credential(request)
-        peer = await _open_session(server, model, offer, {}, credential, _peer_address(request))
+        peer = await _open_session(request, model, offer, {}, _credential(request))
     except StreamError as error:
         return error_response(error)
+    except ClientGone:
+        return Response(status_code=CLIENT_GONE)
     return _sdp_created(peer.pc.localDescription.sdp, f"/v1/whip/{peer.id}")
 
 
@@ -155,24 +160,38 @@ def _owned_peer(request: Request, what: str) -> PeerSession:
 
 
 async def _open_session(
-    server: ServerState,
+    request: Request,
     model: str,
     offer_sdp: str,
     params: Mapping[str, object],
     credential: str | None,
-    peer_address: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
+    server = _server(request)
     # A peer that only receives video types its prompts: type-to-image.
     text_input = only_receives_video(offer_sdp)
-    # The HTTP request itself waits in line when the server is full: no position updates.
-    lease = await server.admit(model, "webrtc", credential, text_input=text_input)
+
+    async def disconnected() -> None:
+        # The body is read: the next ASGI message is the disconnect, whenever it comes.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    # The HTTP request itself waits in line when the server is full: no position updates,
+    # and a client that gives up (disconnects) leaves the line at once.
+    lease = await server.admit(
+        model,
+        "webrtc",
+        credential,
+        text_input=text_input,
+        address=_peer_address(request),
+        client_gone=disconnected,
+    )
     live = LiveSession(lease, server.config.limits, text_input=text_input)
     peer = PeerSession(live, server.config, _forget(server))
     server.peers[peer.id] = peer
     try:
-        live.session.params.update(params)
-        await peer.answer(offer_sdp, server.ready, peer_address)
+        live.session.update_params(params, time.perf_counter())
+        await peer.answer(offer_sdp, server.ready, _peer_address(request))
     except BaseException:
         await peer.close()
         raise

@@ -14,7 +14,14 @@ from realtime.server.auth import Access, Identity, Scope
 from realtime.server.config import ServerConfig
 from realtime.server.lease import Lease
 from realtime.server.metrics import Metrics
-from session.errors import KeyLimit, NeedsFrames, ServerFull, ShuttingDown, StreamError
+from session.errors import (
+    AddressLimit,
+    KeyLimit,
+    NeedsFrames,
+    ServerFull,
+    ShuttingDown,
+    StreamError,
+)
 from session.pool import WorkerPool
 
 if TYPE_CHECKING:
@@ -30,6 +37,10 @@ class Stream(Protocol):
     """A transport's session, as shutdown sees it."""
 
     async def close_gracefully(self, cause: StreamError) -> None: ...
+
+
+class ClientGone(Exception):
+    """The client of a session waiting in line went away: its place is given up."""
 
 
 class Signal:
@@ -62,6 +73,8 @@ class ServerState:
     """WebSocket sessions, for shutdown."""
     draining: bool = False
     sessions_by_key: Counter[str] = field(default_factory=Counter)
+    sessions_by_address: Counter[str] = field(default_factory=Counter)
+    """Open sessions per client address, for `config.max_sessions_per_address`."""
     waiting: list[object] = field(default_factory=list)
     """Sessions waiting in line for a slot (`admit_in_turn`), first come first."""
     _queue_moved: Signal = field(default_factory=lambda: Signal())
@@ -91,32 +104,41 @@ class ServerState:
         *,
         text_input: bool = False,
         credential_in_url: bool = False,
+        address: str | None = None,
+        client_gone: Callable[[], Awaitable[object]] | None = None,
     ) -> Lease:
-        """A slot for a new session, or raise: unauthorized, shutting down, key limit,
-        unknown model, full.
+        """A slot for a new session from the client at `address`, or raise: unauthorized,
+        shutting down, key or address limit, unknown model, full.
 
         When the server is full and `config.queue_timeout_s` is set, wait in line
         for a slot instead, first come first served: `on_queued(position)` is
         awaited on joining and whenever the position changes (1 is next), and
-        ServerFull is raised when no slot came within the timeout."""
+        ServerFull is raised when no slot came within the timeout. `client_gone`
+        returns once the client has disconnected: then ClientGone is raised, and the
+        place in line given up at once."""
         timeout = self.config.queue_timeout_s
         identity = self.authorize(credential, model_id, in_url=credential_in_url)
+        applicant = (identity, model_id, address)
         if text_input:
             self._counting_refusals(self._check_text_input, model_id)
         if timeout is None or (self.pool.has_room and not self.waiting):
-            return self._counting_refusals(self._take_slot, identity, model_id, transport)
+            return self._counting_refusals(self._take_slot, *applicant, transport)
         ticket = object()
         self.waiting.append(ticket)
+        logger.info("a %s session waits in line at %d", transport, len(self.waiting))
         reported = 0
+        gone = asyncio.ensure_future(client_gone()) if client_gone is not None else None
+        if gone is not None:
+            gone.add_done_callback(lambda _: self._queue_moved.fire())
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    self._counting_refusals(self._check, identity, model_id)
+                    if gone is not None and gone.done():
+                        raise ClientGone
+                    self._counting_refusals(self._check, *applicant)
                     position = self.waiting.index(ticket) + 1
                     if position == 1 and self.pool.has_room:
-                        return self._counting_refusals(
-                            self._take_slot, identity, model_id, transport
-                        )
+                        return self._counting_refusals(self._take_slot, *applicant, transport)
                     if position != reported and on_queued is not None:
                         reported = position
                         await on_queued(position)
@@ -128,6 +150,8 @@ class ServerState:
                 " try again later"
             ) from None
         finally:
+            if gone is not None:
+                gone.cancel()
             self.waiting.remove(ticket)
             self._queue_moved.fire()
 
@@ -138,14 +162,21 @@ class ServerState:
             self.metrics.refusals.labels(refusal.code).inc()
             raise
 
-    def _check(self, identity: Identity, model_id: str) -> None:
-        """Every refusal but a full server: shutting down, key limit, unknown model."""
+    def _check(self, identity: Identity, model_id: str, address: str | None) -> None:
+        """Every refusal but a full server: shutting down, key or address limit,
+        unknown model."""
         limit = self.config.max_sessions_per_key
         if self.draining:
             raise ShuttingDown("the server is shutting down; try again later")
         if limit is not None and self.sessions_by_key[identity.key_id] >= limit:
             raise KeyLimit(
                 f"this API key ({identity.key_id}) has its {limit} sessions open; "
+                "close one or try again later"
+            )
+        per_address = self.config.max_sessions_per_address
+        if per_address is not None and self.sessions_by_address[address or ""] >= per_address:
+            raise AddressLimit(
+                f"your address ({address}) has its {per_address} sessions open; "
                 "close one or try again later"
             )
         self.pool.check_model(model_id)
@@ -159,15 +190,19 @@ class ServerState:
                 field="input",
             )
 
-    def _take_slot(self, identity: Identity, model_id: str, transport: str) -> Lease:
-        self._check(identity, model_id)
+    def _take_slot(
+        self, identity: Identity, model_id: str, address: str | None, transport: str
+    ) -> Lease:
+        self._check(identity, model_id, address)
         worker = self.pool.admit(model_id)
         self.sessions_by_key[identity.key_id] += 1
+        self.sessions_by_address[address or ""] += 1
         meter = self.metrics.meter(model_id, transport)
 
         def release() -> None:
             self.pool.release(worker)
             self.sessions_by_key[identity.key_id] -= 1
+            self.sessions_by_address[address or ""] -= 1
             meter.released()
             self._queue_moved.fire()
 

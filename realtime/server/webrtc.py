@@ -276,6 +276,13 @@ class PeerSession:
     async def _start(self, model_ready: asyncio.Event) -> None:
         self._ready = await self.live.start(model_ready)
         self._send_ready()
+        self._expect_input_once_connected()
+
+    def _expect_input_once_connected(self) -> None:
+        """The handshake timeout starts once the model is warm and the peer connected:
+        connecting has its own timeout (CONNECT_TIMEOUT_S)."""
+        if self._ready is not None and self.pc.connectionState == "connected":
+            self.live.expect_input()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != CONTROL_CHANNEL:
@@ -301,6 +308,7 @@ class PeerSession:
 
     async def _on_connection_state(self) -> None:
         self.live.log.info("peer connection %s", self.pc.connectionState)
+        self._expect_input_once_connected()
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
 

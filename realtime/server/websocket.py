@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.server.auth import bearer
 from realtime.server.live_session import LiveSession
-from realtime.server.state import ServerState
+from realtime.server.state import ClientGone, ServerState
 from session.errors import (
     BadMessage,
     StreamError,
@@ -43,6 +43,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     async def report_position(position: int) -> None:
         await _send_message(websocket, Queued(position).to_wire())
 
+    async def disconnected() -> None:
+        """Returns once the client is gone. Runs only while it waits in line, when it
+        should send nothing: whatever it sends meanwhile is dropped."""
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
     # ?input=text: type-to-image, the client sends params and no frames.
     input_kind = websocket.query_params.get("input", "frames")
     text_input = input_kind == "text"
@@ -56,7 +62,12 @@ async def stream_endpoint(websocket: WebSocket) -> None:
             report_position,
             text_input=text_input,
             credential_in_url=in_url,
+            address=websocket.client.host if websocket.client else None,
+            client_gone=disconnected,
         )
+    except ClientGone:
+        logger.info("a client waiting in line left")
+        return
     except StreamError as error:
         logger.info("refused a session: %s", error.message)
         await _send_message(websocket, error.to_message())
@@ -87,6 +98,7 @@ class WebSocketStream:
     async def run(self, model_ready: asyncio.Event) -> None:
         """Stream until the client disconnects or the session passes a limit."""
         await self._send(await self.live.start(model_ready))
+        self.live.expect_input()
         receiving = asyncio.create_task(self._receive_inputs())
         sending = asyncio.create_task(self._send_outputs())
         expiring = asyncio.create_task(self._close_when_expired())

@@ -4,16 +4,13 @@ frees its session slot once that model step ends."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import re
-import socket
-import struct
 
 import httpx
 import numpy as np
 import orjson
 import pytest
+from raw_websocket import OP_BINARY, OP_TEXT, RawWebSocket
 from support import StartServer, eventually
 
 from frames.codecs import encode_image
@@ -25,77 +22,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DELAY_MS = 1000
 """One model step of the vanishing client: long enough to reset the connection inside it."""
-
-OP_TEXT, OP_BINARY = 0x1, 0x2
-
-
-class RawWebSocket:
-    """Just enough of RFC 6455 over a plain socket to open a session, send frames, and
-    then vanish in ways a well-behaved client library would not allow."""
-
-    def __init__(self, port: int, path: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        self._buffer = b""
-        while b"\r\n\r\n" not in self._buffer:
-            self._read_more()
-        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def send(self, opcode: int, payload: bytes, *, cut_after: int | None = None) -> None:
-        """A masked frame; with `cut_after`, only that many bytes of the payload are sent."""
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-        elif length < 2**16:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-        masked = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), length)
-        self.sock.sendall(header + mask + masked.tobytes()[:cut_after])
-
-    def receive_json(self) -> dict[str, object]:
-        """The next text message from the server (its frames are not masked)."""
-        while True:
-            opcode, payload = self._receive_frame()
-            if opcode == OP_TEXT:
-                message = orjson.loads(payload)
-                assert isinstance(message, dict)
-                return message
-
-    def reset(self) -> None:
-        """Vanish: SO_LINGER 0 makes close() send RST instead of FIN; no close frame."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
-
-    def _receive_frame(self) -> tuple[int, bytes]:
-        header = self._take(2)
-        opcode, length = header[0] & 0x0F, header[1] & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", self._take(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", self._take(8))
-        return opcode, self._take(length)
-
-    def _take(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            self._read_more()
-        taken, self._buffer = self._buffer[:count], self._buffer[count:]
-        return taken
-
-    def _read_more(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        self._buffer += data
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Per-session limits, driven with explicit times: control message rate, idle time, duration."""
+"""Per-session limits, driven with explicit times: control message rate, handshake,
+idle time, duration."""
+
+import dataclasses
 
 import orjson
 
@@ -47,6 +50,40 @@ def test_a_session_idle_for_the_timeout_expires_and_activity_moves_the_deadline(
     expired = session.expiry(122.0)
     assert expired is not None and expired.code == "idle_timeout"
     assert "10 s" in expired.message
+
+
+def test_a_session_sent_no_first_frame_expires_at_its_handshake_timeout() -> None:
+    session = started(SessionLimits(handshake_timeout_s=5, idle_timeout_s=300))
+    assert session.next_deadline() == 400.0  # the clock starts once the client can send
+    session.expect_input(101.0)
+    assert session.next_deadline() == 106.0
+    session.receive_text(PARAMS, 102.0)  # params are not a frame session's first input
+    assert session.expiry(105.9) is None
+    expired = session.expiry(106.0)
+    assert expired is not None and expired.code == "handshake_timeout"
+    assert expired.message == "no first frame in 5 s after ready"
+
+
+def test_a_first_frame_ends_the_handshake() -> None:
+    session = started(SessionLimits(handshake_timeout_s=5, idle_timeout_s=300))
+    session.expect_input(101.0)
+    session.number_frame(103.0)
+    assert session.next_deadline() == 403.0
+    assert session.expiry(200.0) is None
+
+
+def test_a_type_to_image_session_ends_its_handshake_with_params() -> None:
+    text_model = dataclasses.replace(INVERT, text_to_image=True)
+    session = Session(
+        "s1", text_model, SessionLimits(handshake_timeout_s=5), 100.0, text_input=True
+    )
+    session.pin()
+    session.model_ready(100.0)
+    session.expect_input(100.0)
+    expired = session.expiry(105.0)
+    assert expired is not None and expired.message == "no first params in 5 s after ready"
+    session.receive_text(PARAMS, 104.0)
+    assert session.expiry(105.0) is None
 
 
 def test_a_refused_or_invalid_message_is_not_activity() -> None:
