@@ -8,6 +8,8 @@ reduced DCT scale when the frame is larger than the model needs.
 from __future__ import annotations
 
 import io
+import re
+import struct
 
 import numpy as np
 import simplejpeg
@@ -20,6 +22,17 @@ from frames.geometry import fit
 
 MAX_IMAGE_SIZE = 4096
 """Default widest and tallest image decoded: guards memory against decompression bombs."""
+MAX_IMAGE_PIXELS = 4096 * 2160
+"""Default most pixels (width x height) decoded: a 4K frame. Decoding time and memory
+grow with the pixels, so both are bounded before decoding."""
+MAX_JPEG_SCANS = 64
+"""Most scans in a JPEG. A progressive JPEG has about 10, but libjpeg-turbo passes over
+every block of the image once per scan: a small file with thousands of tiny scans costs
+seconds of CPU (a scan bomb)."""
+MAX_MARKERS = 1024
+"""Most JPEG markers (besides scans) or PNG chunks: encoders write tens (or a PNG one
+per 8 KB of pixel data). Bounds the walk that counts scans, and Pillow's reading of
+PNG metadata, chunk by chunk in Python."""
 
 
 class BadImage(ValueError):
@@ -38,21 +51,33 @@ def sniff_format(data: bytes) -> ImageFormat:
 
 
 def decode_image(
-    data: bytes, *, min_width: int = 0, min_height: int = 0, max_size: int = MAX_IMAGE_SIZE
+    data: bytes,
+    *,
+    min_width: int = 0,
+    min_height: int = 0,
+    max_size: int = MAX_IMAGE_SIZE,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_scans: int = MAX_JPEG_SCANS,
 ) -> Pixels:
     """Decode to RGB pixels. A JPEG may come back smaller than encoded, but never
-    below `min_width` x `min_height` (libjpeg-turbo's fast DCT scaling). An image
-    wider or taller than `max_size` is refused from its header, before decoding."""
+    below `min_width` x `min_height` (libjpeg-turbo's fast DCT scaling).
+
+    What decoding would cost is bounded first, from the headers: an image wider or
+    taller than `max_size`, of more than `max_pixels` pixels, a JPEG of more than
+    `max_scans` scans, or a file of more than MAX_MARKERS markers or chunks is refused."""
     image_format = sniff_format(data)
     try:
         if image_format == "jpeg":
             height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            _check_size(width, height, max_size)
+            _check_size(width, height, max_size, max_pixels)
+            _check_jpeg_scans(data, max_scans)
             return simplejpeg.decode_jpeg(  # type: ignore[no-any-return]
                 data, colorspace="RGB", min_width=min_width, min_height=min_height
             )
+        if image_format == "png":
+            _check_png_chunks(data)
         with Image.open(io.BytesIO(data)) as image:
-            _check_size(*image.size, max_size)
+            _check_size(*image.size, max_size, max_pixels)
             return np.asarray(image.convert("RGB"))
     except BadImage:
         raise
@@ -61,10 +86,17 @@ def decode_image(
 
 
 def decode_to_size(
-    data: bytes, width: int, height: int, *, max_size: int = MAX_IMAGE_SIZE
+    data: bytes,
+    width: int,
+    height: int,
+    *,
+    max_size: int = MAX_IMAGE_SIZE,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Pixels:
     """The data path's decode hop: bytes in, pixels at the model's size out."""
-    pixels = decode_image(data, min_width=width, min_height=height, max_size=max_size)
+    pixels = decode_image(
+        data, min_width=width, min_height=height, max_size=max_size, max_pixels=max_pixels
+    )
     return fit(pixels, width, height)
 
 
@@ -81,8 +113,51 @@ def encode_image(pixels: Pixels, image_format: ImageFormat = "jpeg", quality: in
     return buffer.getvalue()
 
 
-def _check_size(width: int, height: int, max_size: int) -> None:
+def _check_size(width: int, height: int, max_size: int, max_pixels: int) -> None:
     if width > max_size or height > max_size:
         raise BadImage(
             f"image of {width}x{height} exceeds the limit of {max_size}x{max_size} pixels"
         )
+    if width * height > max_pixels:
+        raise BadImage(
+            f"image of {width}x{height} has {width * height} pixels, over the limit of {max_pixels}"
+        )
+
+
+# A marker: 0xFF then a byte that is neither a stuffed zero, a restart marker inside
+# entropy-coded data, nor another 0xFF (fill), as libjpeg-turbo reads them.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_SOS, _EOI, _TEM = 0xDA, 0xD9, 0x01
+
+
+def _check_jpeg_scans(data: bytes, max_scans: int) -> None:
+    """Walk the markers, skipping each segment by its length and each scan's data to
+    the next marker, and refuse more than `max_scans` scans."""
+    scans = markers = 0
+    position = 2  # after SOI
+    while (found := _JPEG_MARKER.search(data, position)) is not None:
+        marker = data[found.start() + 1]
+        if marker == _EOI:
+            return
+        if marker == _SOS:
+            scans += 1
+            if scans > max_scans:
+                raise BadImage(f"JPEG of more than {max_scans} scans: too costly to decode")
+        else:
+            markers += 1
+            if markers > MAX_MARKERS:
+                raise BadImage(f"JPEG of more than {MAX_MARKERS} markers besides its scans")
+        length = int.from_bytes(data[found.end() : found.end() + 2]) if marker != _TEM else 0
+        position = found.end() + length
+
+
+def _check_png_chunks(data: bytes) -> None:
+    position = 8  # after the signature
+    for _ in range(MAX_MARKERS):
+        if position + 8 > len(data):
+            return  # truncated: Pillow says how
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IEND":
+            return
+        position += 12 + length  # length, type, data, CRC
+    raise BadImage(f"PNG of more than {MAX_MARKERS} chunks")
