@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from realtime.server.metrics import SessionMeter
@@ -11,8 +12,10 @@ from realtime.server.worker import ModelWorker
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A session's slot: the worker it is pinned to and its meter, until `release`."""
+    """A session's slot: the worker it is pinned to, the server's decode pool and the
+    session's meter, until `release`."""
 
     worker: ModelWorker
     meter: SessionMeter
+    decoder: Executor
     release: Callable[[], None]
