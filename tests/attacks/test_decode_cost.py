@@ -88,10 +88,10 @@ async def test_nothing_is_decoded_for_sessions_that_have_gone(server: ServerProc
     await eventually(lambda: server.health()["sessions"] == 0, "every session ended")
     before = server.cpu_seconds()
     await asyncio.sleep(AFTERMATH_S)
-    # An idle server uses next to none. The old code went on decoding the bombs on
-    # every core for half a minute after their sessions had gone.
-    print("AFTERMATH", server.cpu_seconds() - before)
-    assert server.cpu_seconds() - before < AFTERMATH_S / 2
+    # An idle server uses next to none (an eighth of a core is plenty). The old code
+    # went on decoding the bombs on every core it got for half a minute after their
+    # sessions had gone (a core's worth, on a loaded 2-core machine).
+    assert server.cpu_seconds() - before < AFTERMATH_S / 8
 
 
 async def test_an_image_over_the_pixel_budget_is_a_bad_frame(server: ServerProcess) -> None:
