@@ -7,9 +7,12 @@ reduced DCT scale when the frame is larger than the model needs.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import re
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import simplejpeg
@@ -29,6 +32,11 @@ MAX_JPEG_SCANS = 64
 """Most scans in a JPEG. A progressive JPEG has about 10, but libjpeg-turbo passes over
 every block of the image once per scan: a small file with thousands of tiny scans costs
 seconds of CPU (a scan bomb)."""
+RELEASE_AFTER_BYTES = 2**22
+"""A decode to pixels this large (4 MiB: 1.4 MP) hands the memory it freed back to
+the system: glibc's malloc keeps freed buffers of a large image in its per-thread
+arenas, so that a burst of 4K frames left the server 600 MB larger for good
+(docs/benchmarks.md, decode memory)."""
 MAX_MARKERS = 1024
 """Most JPEG markers (besides scans) or PNG chunks: encoders write tens (or a PNG one
 per 8 KB of pixel data). Bounds the walk that counts scans, and Pillow's reading of
@@ -97,7 +105,11 @@ def decode_to_size(
     pixels = decode_image(
         data, min_width=width, min_height=height, max_size=max_size, max_pixels=max_pixels
     )
-    return fit(pixels, width, height)
+    fitted = fit(pixels, width, height)
+    if pixels.nbytes >= RELEASE_AFTER_BYTES:
+        del pixels
+        _release_freed_memory()
+    return fitted
 
 
 def encode_image(pixels: Pixels, image_format: ImageFormat = "jpeg", quality: int = 90) -> bytes:
@@ -161,3 +173,17 @@ def _check_png_chunks(data: bytes) -> None:
             return
         position += 12 + length  # length, type, data, CRC
     raise BadImage(f"PNG of more than {MAX_MARKERS} chunks")
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)  # every arena's free pages back to the system: ~10 us when none
