@@ -32,11 +32,12 @@ MAX_JPEG_SCANS = 64
 """Most scans in a JPEG. A progressive JPEG has about 10, but libjpeg-turbo passes over
 every block of the image once per scan: a small file with thousands of tiny scans costs
 seconds of CPU (a scan bomb)."""
-RELEASE_AFTER_BYTES = 2**22
-"""A decode to pixels this large (4 MiB: 1.4 MP) hands the memory it freed back to
-the system: glibc's malloc keeps freed buffers of a large image in its per-thread
-arenas, so that a burst of 4K frames left the server 600 MB larger for good
-(docs/benchmarks.md, decode memory)."""
+RELEASE_AFTER_BYTES = 2**23
+"""A decode to pixels this large (8 MiB: 2.8 MP, above 1080p) hands the memory it
+freed back to the system: glibc's malloc keeps the freed buffers of a large image
+in its per-thread arenas, so that a burst of 4K frames left the server 550 MB
+larger for good. It costs a decode about a fifth more CPU (the pages are faulted
+in again), hence only for large images (docs/benchmarks.md, decode cost)."""
 MAX_MARKERS = 1024
 """Most JPEG markers (besides scans) or PNG chunks: encoders write tens (or a PNG one
 per 8 KB of pixel data). Bounds the walk that counts scans, and Pillow's reading of
