@@ -39,9 +39,9 @@ in its per-thread arenas, so that a burst of 4K frames left the server 550 MB
 larger for good. It costs a decode about a fifth more CPU (the pages are faulted
 in again), hence only for large images (docs/benchmarks.md, decode cost)."""
 MAX_MARKERS = 1024
-"""Most JPEG markers (besides scans) or PNG chunks: encoders write tens (or a PNG one
-per 8 KB of pixel data). Bounds the walk that counts scans, and Pillow's reading of
-PNG metadata, chunk by chunk in Python."""
+"""Most JPEG markers (besides scans) or PNG chunks (besides pixel data): encoders
+write tens. Bounds the walk that counts scans, and Pillow's reading of PNG
+metadata, chunk by chunk in Python."""
 
 
 class BadImage(ValueError):
@@ -165,15 +165,17 @@ def _check_jpeg_scans(data: bytes, max_scans: int) -> None:
 
 
 def _check_png_chunks(data: bytes) -> None:
-    position = 8  # after the signature
-    for _ in range(MAX_MARKERS):
-        if position + 8 > len(data):
-            return  # truncated: Pillow says how
+    """Refuse more than MAX_MARKERS chunks besides the pixel data (IDAT), which Pillow
+    reads one by one in Python; IDAT chunks it reads fast, and encoders write many."""
+    position, chunks = 8, 0  # after the signature
+    while position + 8 <= len(data):  # a truncated PNG: Pillow says how
         length, kind = struct.unpack_from(">I4s", data, position)
         if kind == b"IEND":
             return
+        chunks += kind != b"IDAT"
+        if chunks > MAX_MARKERS:
+            raise BadImage(f"PNG of more than {MAX_MARKERS} chunks besides its pixel data")
         position += 12 + length  # length, type, data, CRC
-    raise BadImage(f"PNG of more than {MAX_MARKERS} chunks")
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

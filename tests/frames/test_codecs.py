@@ -146,5 +146,17 @@ def test_a_png_of_too_many_chunks_is_refused() -> None:
     png = encode_image(gradient_image(16, 16), "png")
     header_end = 8 + 25  # signature, IHDR
     timestamps = _chunk(b"tIME", bytes(7)) * MAX_MARKERS
-    with pytest.raises(BadImage, match=f"PNG of more than {MAX_MARKERS} chunks"):
+    with pytest.raises(BadImage, match=f"PNG of more than {MAX_MARKERS} chunks besides"):
         decode_image(png[:header_end] + timestamps + png[header_end:])
+
+
+def test_a_png_of_many_small_pixel_data_chunks_decodes() -> None:
+    # Some encoders split the pixel data into many IDAT chunks: Pillow reads them fast.
+    image = noise_image(64, 64)
+    rows = b"".join(b"\x00" + row.tobytes() for row in image)  # filter type 0 per row
+    pixel_data = zlib.compress(rows)
+    header = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)  # 8-bit RGB
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+    png += b"".join(_chunk(b"IDAT", pixel_data[i : i + 8]) for i in range(0, len(pixel_data), 8))
+    assert len(pixel_data) // 8 > MAX_MARKERS
+    assert np.array_equal(decode_image(png + _chunk(b"IEND", b"")), image)
