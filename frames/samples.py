@@ -3,6 +3,8 @@ known character, so that what a codec or a similarity check does to them is know
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from frames.frame import Pixels
@@ -23,3 +25,46 @@ def gradient_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels
 def noise_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:
     """Incompressible pixels: the largest encoded frames for their size."""
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def many_scans_jpeg(width: int, height: int, refinements: int = 13) -> bytes:
+    """A valid progressive JPEG (mid-grey) of the most scans a 3-component image may
+    have: each AC coefficient of each component in a scan of its own, then refined
+    one bit per scan (1 + 3 * 63 * (1 + `refinements`) scans: 2647 at most). Each
+    scan codes its blocks as end-of-band runs, so the file stays small (190 KB at
+    4096x4096) while libjpeg-turbo passes over every block once per scan: seconds of
+    CPU. A scan bomb, for the tests and benchmarks of the decode limits."""
+    blocks = -(-width // 8) * -(-height // 8)
+    components = (1, 2, 3)
+    one_code = bytes([1] + [0] * 15)  # a Huffman table of one symbol, coded "0"
+    parts = [
+        b"\xff\xd8",
+        _segment(0xDB, b"\x00" + b"\x01" * 64),
+        _segment(
+            0xC2,
+            struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00",
+        ),
+        # DC table 0: difference category 0 only; AC table 0: EOB14 (a run of 2^14 + 14 bits) only.
+        _segment(0xC4, b"\x00" + one_code + b"\x00" + b"\x10" + one_code + b"\xe0"),
+        # The DC scan, interleaved: every block's difference is 0.
+        _segment(0xDA, b"\x03\x01\x00\x02\x00\x03\x00\x00\x00\x00"),
+        _entropy_coded("0" * blocks * len(components)),
+    ]
+    longest_runs = _entropy_coded(("0" + "1" * 14) * -(-blocks // 32767))  # runs of 32767 blocks
+    for component in components:
+        for k in range(1, 64):
+            # First Al = refinements, then refine one bit a scan: (Ah, Al) = (n, n - 1).
+            for ah_al in [refinements, *((n << 4) | (n - 1) for n in range(refinements, 0, -1))]:
+                parts += [_segment(0xDA, bytes([1, component, 0x00, k, k, ah_al])), longest_runs]
+    return b"".join([*parts, b"\xff\xd9"])
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _entropy_coded(bits: str) -> bytes:
+    """Bits ("0"/"1") as a scan's data: padded with ones, each 0xFF byte stuffed with 0x00."""
+    bits += "1" * (-len(bits) % 8)
+    data = int(bits, 2).to_bytes(len(bits) // 8) if bits else b""
+    return data.replace(b"\xff", b"\xff\x00")

@@ -24,6 +24,9 @@ class SessionLimits:
     max_image_size: int = 4096
     """Widest and tallest image decoded: larger ones are refused before decoding,
     so a small file cannot expand into gigabytes (a decompression bomb)."""
+    max_image_pixels: int = 4096 * 2160
+    """Most pixels (width x height) in an image decoded, a 4K frame: bounds the time
+    and memory a decode takes, as `max_image_size` bounds each side."""
 
 
 class MessageRate:

@@ -74,6 +74,9 @@ class ServerProcess:
     def rss_bytes(self) -> int:
         return rss_bytes(self.process.pid)
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM (the server drains its sessions), SIGKILL after `timeout` seconds."""
         terminate(self.process, timeout)
@@ -149,6 +152,13 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process `pid` has used (Linux: /proc)."""
+    # Fields 14 and 15 of /proc/PID/stat, counted after the command's closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def terminate(process: subprocess.Popen[Any], timeout: float) -> None:

@@ -166,6 +166,22 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(default: %(default)s)",
     )
     sessions.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        default=LIMITS.max_image_pixels,
+        metavar="PIXELS",
+        help="most pixels (width x height) in an input image decoded, a 4K frame by default; "
+        "a larger one is a bad_frame (default: %(default)s)",
+    )
+    sessions.add_argument(
+        "--decode-threads",
+        type=positive_int,
+        default=DEFAULTS.decode_threads,
+        metavar="N",
+        help="threads decoding input images, shared by all sessions, each decoding one "
+        "image at a time; min(4, CPUs) by default (default: %(default)s)",
+    )
+    sessions.add_argument(
         "--max-messages-per-s",
         type=positive_float,
         default=LIMITS.max_messages_per_s,
@@ -360,6 +376,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         max_body_bytes=args.max_body_bytes,
         workers_per_model=args.workers_per_model,
         max_batch=args.max_batch,
+        decode_threads=args.decode_threads,
         ice_servers=tuple(
             IceServer(url, args.ice_username, args.ice_credential) for url in args.ice_server
         ),
@@ -380,6 +397,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
             idle_timeout_s=args.idle_timeout,
             max_duration_s=args.max_session_duration,
             max_image_size=args.max_image_size,
+            max_image_pixels=args.max_image_pixels,
         ),
     )
 

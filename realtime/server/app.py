@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def create_app(
         access = Access(config.api_keys, config.token_secret)
         if access.is_open:
             logger.warning("no API key configured: anyone who can reach this server may use it")
-        state = ServerState(config, registry, pool, Metrics(pool), access)
+        decoder = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        state = ServerState(config, registry, pool, Metrics(pool), access, decoder)
         app.state.server = state
         for worker in workers:
             worker.start()
@@ -79,6 +81,7 @@ def create_app(
             loading.cancel()
             await asyncio.gather(*(peer.close() for peer in list(state.peers.values())))
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
+            decoder.shutdown(wait=False, cancel_futures=True)
 
     # Who may use what: docs/protocol.md's table. Sessions check their credential (and
     # the token's model) when admitted; /healthz and the web demo are public.

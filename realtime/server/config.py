@@ -3,6 +3,7 @@ Listen: where and how it listens (what uvicorn needs beyond the app)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ class ServerConfig:
     workers_per_model: int = 1
     max_batch: int = 8
     """Most sessions' frames a worker runs through its model in one call."""
+    decode_threads: int = min(4, os.cpu_count() or 1)
+    """Threads decoding input images, shared by every session (each decodes one image
+    at a time): what decoding may take of the CPUs, whatever the clients send."""
     ice_servers: tuple[IceServer, ...] = ()
     """STUN/TURN servers for WebRTC peers; none: host candidates only."""
     api_keys: tuple[str, ...] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from realtime.server.auth import Identity
@@ -12,10 +13,12 @@ from realtime.server.worker import ModelWorker
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A session's slot: the worker it is pinned to and its meter, until `release`;
-    `owner`, who opened it, is the only one who may act on it (watch it, end it)."""
+    """A session's slot: the worker it is pinned to, the server's decode pool and the
+    session's meter, until `release`; `owner`, who opened it, is the only one who may
+    act on it (watch it, end it)."""
 
     worker: ModelWorker
     meter: SessionMeter
+    decoder: Executor
     release: Callable[[], None]
     owner: Identity

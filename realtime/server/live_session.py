@@ -86,10 +86,17 @@ class LiveSession:
 
     async def _decode_images(self, reply: Callable[[Message], Awaitable[None]]) -> None:
         info = self.session.model
-        max_size = self.session.limits.max_image_size
+        limits = self.session.limits
         while self._undecoded is not None:
             (data, received_at), self._undecoded = self._undecoded, None
-            decode = partial(decode_to_size, data, info.width, info.height, max_size=max_size)
+            decode = partial(
+                decode_to_size,
+                data,
+                info.width,
+                info.height,
+                max_size=limits.max_image_size,
+                max_pixels=limits.max_image_pixels,
+            )
             error = await self._receive(decode, received_at)
             if error is not None:
                 await reply(error)
@@ -105,7 +112,9 @@ class LiveSession:
         index = self.session.number_frame(received_at)
         started = time.perf_counter()  # a wait before decoding counts in `queue`, not here
         try:
-            pixels = await asyncio.to_thread(decode)
+            pixels = await self._loop.run_in_executor(
+                self.lease.decoder, self._unless_closed, decode
+            )
         except BadImage as error:
             self.log.info("bad frame %d: %s", index, error)
             reply = self.session.reject_frame(index, str(error))
@@ -116,6 +125,13 @@ class LiveSession:
         self.meter.update(self.session)
         self._dispatch()
         return None
+
+    def _unless_closed(self, decode: Callable[[], Pixels]) -> Pixels:
+        """On a decode thread: decode, unless the session closed while the image waited
+        for a thread (cancelling the wait does not stop a thread that has just taken it)."""
+        if self.session.state is SessionState.CLOSED:
+            raise asyncio.CancelledError
+        return decode()
 
     def receive_text(self, data: str | bytes) -> Message:
         """A control message arrived; returns the reply."""

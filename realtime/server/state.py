@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -64,6 +65,9 @@ class ServerState:
     pool: WorkerPool[ModelWorker]
     metrics: Metrics
     access: Access
+    decoder: Executor
+    """Decodes every session's input images: threads of their own, so that decoding
+    cannot take those of asyncio's default executor (encoding and the rest)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once every configured model is loaded and warm."""
     load_error: str | None = None
@@ -206,7 +210,7 @@ class ServerState:
             meter.released()
             self._queue_moved.fire()
 
-        return Lease(worker, meter, release, identity)
+        return Lease(worker, meter, self.decoder, release, identity)
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let

@@ -1,9 +1,17 @@
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from frames.codecs import (
     IMAGE_FORMATS,
+    MAX_IMAGE_PIXELS,
     MAX_IMAGE_SIZE,
+    MAX_JPEG_SCANS,
+    MAX_MARKERS,
     BadImage,
     ImageFormat,
     decode_image,
@@ -11,7 +19,7 @@ from frames.codecs import (
     encode_image,
     sniff_format,
 )
-from frames.samples import gradient_image, noise_image
+from frames.samples import gradient_image, many_scans_jpeg, noise_image
 
 
 @pytest.mark.parametrize("image_format", IMAGE_FORMATS)
@@ -79,3 +87,76 @@ def test_the_size_limit_is_configurable_and_applies_to_each_side(
         with pytest.raises(BadImage, match="exceeds the limit of 64x64"):
             decode_image(data, max_size=64)
         assert decode_image(data, max_size=80).shape[:2] in ((16, 80), (80, 16))
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "png", "webp"])
+def test_the_pixel_budget_applies_to_the_area(image_format: ImageFormat) -> None:
+    within_each_side = encode_image(np.zeros((40, 80, 3), np.uint8), image_format)
+    with pytest.raises(BadImage, match="80x40 has 3200 pixels, over the limit of 2500"):
+        decode_image(within_each_side, max_size=100, max_pixels=50 * 50)
+    assert decode_image(within_each_side, max_size=100, max_pixels=80 * 40).shape == (40, 80, 3)
+
+
+def test_the_default_pixel_budget_is_a_4k_frame() -> None:
+    assert decode_image(encode_image(np.zeros((2160, 4096, 3), np.uint8), "png")).shape[0] == 2160
+    over = encode_image(np.zeros((2161, 4096, 3), np.uint8), "png")
+    with pytest.raises(BadImage, match=f"over the limit of {MAX_IMAGE_PIXELS}"):
+        decode_image(over)
+
+
+def test_a_progressive_jpeg_decodes() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(gradient_image(320, 240)).save(buffer, "JPEG", progressive=True)
+    assert decode_image(buffer.getvalue()).shape == (240, 320, 3)
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding() -> None:
+    # Valid: libjpeg-turbo decodes it (to mid-grey) in time growing with scans x blocks.
+    bomb = many_scans_jpeg(64, 64)
+    with pytest.raises(BadImage, match=f"JPEG of more than {MAX_JPEG_SCANS} scans"):
+        decode_image(bomb)
+    assert decode_image(bomb, max_scans=10_000).mean() == 128
+
+
+def test_the_scan_limit_counts_the_scans() -> None:
+    few = many_scans_jpeg(16, 16, refinements=0)  # 1 + 3 * 63 scans
+    with pytest.raises(BadImage, match="more than 189 scans"):
+        decode_image(few, max_scans=189)
+    assert decode_image(few, max_scans=190).shape == (16, 16, 3)
+
+
+def test_a_jpeg_of_too_many_markers_is_refused() -> None:
+    jpeg = encode_image(gradient_image(16, 16), "jpeg")
+    comments = b"\xff\xfe\x00\x02" * (MAX_MARKERS + 1)  # empty COM segments
+    with pytest.raises(BadImage, match=f"more than {MAX_MARKERS} markers besides its scans"):
+        decode_image(jpeg[:2] + comments + jpeg[2:])
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload))
+    )
+
+
+def test_a_png_of_too_many_chunks_is_refused() -> None:
+    # Pillow reads metadata chunks one by one in Python: 400,000 of them cost seconds.
+    png = encode_image(gradient_image(16, 16), "png")
+    header_end = 8 + 25  # signature, IHDR
+    timestamps = _chunk(b"tIME", bytes(7)) * MAX_MARKERS
+    with pytest.raises(BadImage, match=f"PNG of more than {MAX_MARKERS} chunks besides"):
+        decode_image(png[:header_end] + timestamps + png[header_end:])
+
+
+def test_a_png_of_many_small_pixel_data_chunks_decodes() -> None:
+    # Some encoders split the pixel data into many IDAT chunks: Pillow reads them fast.
+    image = noise_image(64, 64)
+    rows = b"".join(b"\x00" + row.tobytes() for row in image)  # filter type 0 per row
+    pixel_data = zlib.compress(rows)
+    header = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)  # 8-bit RGB
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+    png += b"".join(_chunk(b"IDAT", pixel_data[i : i + 8]) for i in range(0, len(pixel_data), 8))
+    assert len(pixel_data) // 8 > MAX_MARKERS
+    assert np.array_equal(decode_image(png + _chunk(b"IEND", b"")), image)
