@@ -5,6 +5,8 @@ waiting for what only shows from outside. Sample images: `frames.samples`."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -12,13 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
+from websockets.exceptions import ConnectionClosed
 
 from frames.frame import Pixels
 from models.base import ModelInput
 from realtime.bench import harness
 from realtime.bench.harness import ServerProcess, free_port
+from realtime.clients.websocket import StreamClient
 from realtime.server.config import Listen
 from realtime.server.serving import uvicorn_config
 
@@ -87,6 +92,27 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def serve_usage_error(*args: str) -> str:
+    """`realtime serve ARGS`, which must refuse its arguments (exit 2): what it said."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "realtime", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2, refused.stderr
+    return refused.stderr
+
+
+async def closed_with(client: StreamClient) -> tuple[int, str]:
+    """Read a session to its end: the close code and reason the server sent."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(client.receive(), 30)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 async def eventually(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from support import StartServer, eventually
+from support import StartServer, closed_with, eventually
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
 from frames.samples import gradient_image
@@ -46,14 +45,6 @@ class SilentCamera(CameraTrack):
 
     async def recv(self) -> Any:
         await asyncio.Event().wait()
-
-
-async def closed_with(client: StreamClient) -> tuple[int, str]:
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            await asyncio.wait_for(client.receive(), 30)
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 async def test_a_websocket_that_sends_no_frame_is_closed_at_its_handshake_timeout(

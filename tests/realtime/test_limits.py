@@ -6,8 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from support import StartServer, eventually
-from websockets.exceptions import ConnectionClosed
+from support import StartServer, closed_with, eventually
 
 from frames.codecs import encode_image
 from frames.samples import gradient_image
@@ -35,14 +34,6 @@ def server(start_server: StartServer) -> ServerProcess:
 @pytest.fixture(scope="module")
 def one_slot_server(start_server: StartServer) -> ServerProcess:
     return start_server("--model", "invert", "--max-sessions", "1", "--queue-timeout", "3")
-
-
-async def closed_with(client: StreamClient) -> tuple[int, str]:
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            await asyncio.wait_for(client.receive(), 30)
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 async def test_an_idle_session_is_told_and_closed(server: ServerProcess) -> None:
