@@ -112,5 +112,7 @@ async def test_without_a_credential_live_and_unknown_ids_look_the_same(
         assert answer_of(live_watch) == answer_of(unknown_watch)
         assert live_watch.status_code == 401
     finally:
+        # Its owner ends it: a peer that never connected would hold it until the timeout.
+        httpx.delete(f"{url}{ingest.location}", headers=bearer(OWNER))
         await ingest.close()
         await eventually(lambda: sessions(server) == 0, "the session to end")
