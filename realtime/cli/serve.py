@@ -244,8 +244,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         type=web_origin,
         metavar="ORIGIN",
-        help="with no API key, let pages of this other site use the server as its own pages "
-        "may (e.g. https://app.example.com, or * for any); repeatable (default: none)",
+        help="let pages of this other site use the API: CORS grants its requests (WHIP/WHEP "
+        "from a browser), and with no API key they pass as its own pages do "
+        "(e.g. https://app.example.com, or * for any); repeatable (default: none)",
     )
     access.add_argument(
         "--max-sessions-per-address",

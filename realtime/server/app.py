@@ -27,7 +27,7 @@ from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, Scope, bearer
 from realtime.server.bodies import Endpoint, read_body, reads_body
 from realtime.server.config import ServerConfig
 from realtime.server.metrics import Metrics
-from realtime.server.origins import OpenServerGuard
+from realtime.server.origins import OpenServerGuard, cors
 from realtime.server.responses import error_response
 from realtime.server.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.server.state import ServerState
@@ -102,10 +102,10 @@ def create_app(
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
     ]
     # With keys, credentials guard the server; without, only its own pages may use it.
+    # CORS outermost: a listed origin can read every answer, refusals included.
     guard = Middleware(OpenServerGuard, origins=config.cors_origins, hosts=config.allowed_hosts)
-    return Starlette(
-        routes=routes, middleware=[] if config.api_keys else [guard], lifespan=lifespan
-    )
+    middleware = [*cors(config.cors_origins), *([] if config.api_keys else [guard])]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 async def _wait_until_loaded(state: ServerState, on_load_failed: Callable[[], None] | None) -> None:

@@ -47,8 +47,9 @@ class ServerConfig:
     """Signs tokens; give every instance behind one load balancer the same. None: random."""
     max_token_ttl_s: float = 3600.0
     cors_origins: tuple[str, ...] = ()
-    """Other sites' origins (`https://app.example.com`, or `*`) whose pages may use a
-    server with no API key (realtime/server/origins.py); its own pages always may."""
+    """Other sites' origins (`https://app.example.com`, or `*`) whose pages get CORS
+    grants and may use a server with no API key (realtime/server/origins.py); its own
+    pages always may."""
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_NAMES
     """`Host` names a server with no API key answers (DNS rebinding): localhost names
     for a loopback bind, None (any) for another; see `origins.allowed_hosts`."""

@@ -15,6 +15,11 @@ on an open server:
 With keys the credentials guard the server instead: a browser never adds a key
 or a token to a request by itself, so a page cannot use the server unless it was
 given one, whatever its origin.
+
+The same `--cors-origin` list grants those sites CORS (`cors`), with or without
+keys: without it a browser lets a page of another origin send the WHIP/WHEP
+requests that need a preflight (`application/sdp`, `Authorization`, DELETE) but
+keeps their answers from it, so it never sends the offer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -35,6 +42,30 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods that only read: another site's page cannot read their answers (no CORS
 headers), so they pass."""
+CORS_METHODS = ("POST", "DELETE", "PATCH", "OPTIONS")
+CORS_HEADERS = ("Content-Type", "Authorization", "If-Match")
+"""What WHIP/WHEP clients send (RFC 9725): SDP or JSON bodies, a bearer credential,
+and `If-Match` on PATCH."""
+EXPOSED_HEADERS = ("Location", "Link", "ETag", "Retry-After", "Accept-Post", "Accept-Patch")
+"""What they read from answers: the resource to DELETE, ICE servers, the ICE session's
+tag, when to retry a 429/503."""
+
+
+def cors(origins: Sequence[str]) -> list[Middleware]:
+    """CORS for pages of `origins` (none: no CORS at all, as before). An origin not
+    listed gets no `Access-Control-Allow-Origin`: its preflight is answered 400
+    "Disallowed CORS origin", which tells it nothing the docs do not."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+        )
+    ]
 
 
 def allowed_hosts(bind_host: str) -> tuple[str, ...] | None:
