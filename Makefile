@@ -8,7 +8,7 @@ LOCK := constraints.txt
 # torch is pinned first: a range that admits a newer release would pull a CUDA build of several GB.
 TORCH := torch==2.13.0
 
-.PHONY: serve test lint browser-deps bench clean lock
+.PHONY: serve test lint browser-deps test-npm-deps bench clean lock
 
 # pip installs torch (it finds a local CPU wheel where there is one) and uv, both pinned
 # by the lock; uv then installs the rest, within the lock (a fresh set-up: ~60 s, pip ~90 s).
@@ -43,20 +43,28 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 
 # The whole run is in a network namespace with only loopback: see tests/loopback-only.
-test: lint browser-deps
+test: lint browser-deps test-npm-deps
 	sh tests/loopback-only $(BIN)/python -m pytest
 
-# The browser tests drive Debian's Chromium; tests/loopback-only needs `ip` (iproute2).
+# The browser tests drive Debian's Chromium, and npm installs their WHIP/WHEP clients;
+# tests/loopback-only needs `ip` (iproute2).
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! command -v ip >/dev/null; then \
+	@if [ ! -x /usr/bin/chromium ] || ! command -v ip >/dev/null || ! command -v npm >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "apt-get: installing chromium and iproute2 for the browser tests"; \
+			echo "apt-get: installing chromium, iproute2 and npm for the browser tests"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				--no-install-recommends chromium iproute2 >/dev/null; \
+				--no-install-recommends chromium iproute2 npm >/dev/null; \
 		else \
-			echo "WARNING: the browser tests need: sudo apt-get install chromium iproute2"; \
+			echo "WARNING: the browser tests need: sudo apt-get install chromium iproute2 npm"; \
 		fi; \
 	fi
+
+# Third-party WHIP/WHEP clients for the cross-origin browser tests (tests/realtime/test_cors.py).
+CROSS_ORIGIN := tests/realtime/cross_origin
+test-npm-deps: $(CROSS_ORIGIN)/node_modules/.package-lock.json
+$(CROSS_ORIGIN)/node_modules/.package-lock.json: $(CROSS_ORIGIN)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(CROSS_ORIGIN) && npm ci --no-audit --no-fund; \
+	else echo "WARNING: no npm: the npm clients' browser tests will skip (CI fails them)"; fi
 
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.codecs
