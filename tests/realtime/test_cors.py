@@ -25,6 +25,7 @@ from realtime.bench.harness import ServerProcess
 PAGE_DIR = Path(__file__).parent / "cross_origin"
 LISTED = "https://app.example.com"
 OTHER = "https://evil.example"
+KEY = "cors-key-0123456789abcdef"
 TIMEOUT_MS = 60_000
 
 
@@ -174,3 +175,16 @@ async def test_without_the_flag_the_browser_refuses_at_the_preflight(
         await browser_page.evaluate("publishAndPlay", server.http_url)
     assert any("CORS policy" in line for line in console), console
     assert sessions(server) == 0
+
+
+def test_with_a_key_the_same_list_grants_cors(start_server: StartServer) -> None:
+    keyed = start_server("--model", "invert", "--api-key", KEY, "--cors-origin", LISTED)
+    assert preflight(f"{keyed.http_url}/v1/whip", LISTED).headers["Access-Control-Allow-Origin"]
+    assert (
+        "Access-Control-Allow-Origin" not in preflight(f"{keyed.http_url}/v1/whip", OTHER).headers
+    )
+    # The grant lets the page read the answer; the key still decides it.
+    for origin, granted in ((LISTED, True), (OTHER, False)):
+        answer = httpx.get(f"{keyed.http_url}/v1/models", headers={"Origin": origin})
+        assert answer.status_code == 401
+        assert ("Access-Control-Allow-Origin" in answer.headers) is granted
