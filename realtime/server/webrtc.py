@@ -391,8 +391,8 @@ async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except OperationError as error:  # no codec in common with one of its m-lines
             raise BadOffer(
-                f"not a usable SDP offer: {error}: its codecs are none the server takes, "
-                f"which are, for video, {codecs_taken('video')}",
+                f"not a usable SDP offer: no codec in common ({error}); the server takes "
+                f"video as {codecs_taken('video')}, and audio as {codecs_taken('audio')}",
                 field="sdp",
             ) from None
         # The generated video goes back on the peer's own video m-line: every endpoint

@@ -15,6 +15,9 @@ from realtime.clients.webrtc import CameraTrack, RtcClient
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OWNER, INTRUDER = "owner-key-0123456789", "intruder-key-9876543210"
+ENDED_TIMEOUT_S = 90
+"""A peer's close is seen at once when its DTLS close_notify arrives, else when ICE
+consent fails (about 30 s): bounded well past that."""
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,9 @@ async def test_a_whip_delete_after_the_peer_closed_succeeds_for_its_owner_only(
     assert ingest.location is not None
     await eventually(lambda: sessions(server) == 1, "the session to start")
     await ingest.close()
-    await eventually(lambda: sessions(server) == 0, "the session to end with its peer")
+    await eventually(
+        lambda: sessions(server) == 0, "the session to end with its peer", ENDED_TIMEOUT_S
+    )
 
     assert delete(server, ingest.location, INTRUDER) == 404
     assert delete(server, "/v1/whip/0123456789ab", OWNER) == 404
@@ -67,6 +72,7 @@ async def test_a_whep_delete_after_the_viewer_closed_succeeds_for_its_owner_only
         await eventually(
             lambda: any(f"viewer {viewer_id} left" in line for line in server.log),
             "the viewer to end with its peer",
+            ENDED_TIMEOUT_S,
         )
         unknown_viewer = f"/v1/whep/{ingest.session_id}/0123456789ab"
         assert delete(server, viewer.location, INTRUDER) == 404
@@ -75,6 +81,8 @@ async def test_a_whep_delete_after_the_viewer_closed_succeeds_for_its_owner_only
         assert sessions(server) == 1  # the session itself goes on
     finally:
         await ingest.close()
-    await eventually(lambda: sessions(server) == 0, "the session to end with its peer")
+    await eventually(
+        lambda: sessions(server) == 0, "the session to end with its peer", ENDED_TIMEOUT_S
+    )
     assert delete(server, ingest.location, OWNER) == 200
     assert delete(server, ingest.location, INTRUDER) == 404
