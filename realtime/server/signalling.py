@@ -2,7 +2,7 @@
 
     POST   /v1/webrtc/offer         {"sdp","type":"offer","model"?,"params"?} -> answer, session_id
     POST   /v1/whip?model=ID        application/sdp offer -> 201, answer, Location
-    DELETE /v1/whip/{session_id}    ends the session
+    DELETE /v1/whip/{session_id}    ends the session (200 too once it ended by itself)
     POST   /v1/whep/{session_id}    application/sdp offer -> 201, answer, Location (a viewer)
     DELETE /v1/whep/{session_id}/{viewer_id}
 
@@ -99,6 +99,8 @@ async def whip_session(request: Request) -> Response:
         return Response(status_code=405, headers={"Allow": "DELETE"})
     try:
         peer = _owned_peer(request, "session")
+    except NotFound as unknown:
+        return _unless_ended(request, request.path_params["session_id"], unknown)
     except StreamError as error:
         return error_response(error)
     await peer.close()
@@ -128,6 +130,9 @@ async def whep_viewer(request: Request) -> Response:
         peer = _owned_peer(request, "viewer")
         if request.path_params["viewer_id"] not in peer.viewers:
             raise NotFound("no such viewer")
+    except NotFound as unknown:
+        viewer = f"{request.path_params['session_id']}/{request.path_params['viewer_id']}"
+        return _unless_ended(request, viewer, unknown)
     except StreamError as error:
         return error_response(error)
     await peer.remove_viewer(request.path_params["viewer_id"])
@@ -159,6 +164,22 @@ def _owned_peer(request: Request, what: str) -> PeerSession:
     return peer
 
 
+def _unless_ended(request: Request, resource: str, unknown: NotFound) -> Response:
+    """200 for a DELETE of the caller's own session or viewer that ended lately (its
+    peer closed first: RFC 9725 teardown), else `unknown`'s 404: whatever ended is
+    still another key's, and answers it as an unknown id does."""
+    server = _server(request)
+    ended = server.ended.get(resource)
+    credential = _credential(request)
+    try:
+        if ended is None or server.authorize(credential, None) != ended.owner:
+            return error_response(unknown)
+        server.authorize(credential, ended.model_id)  # a token is for its model
+    except StreamError as error:
+        return error_response(error)
+    return Response(status_code=200)
+
+
 async def _open_session(
     request: Request,
     model: str,
@@ -187,7 +208,7 @@ async def _open_session(
         client_gone=disconnected,
     )
     live = LiveSession(lease, server.config.limits, text_input=text_input)
-    peer = PeerSession(live, server.config, _forget(server))
+    peer = PeerSession(live, server.config, _forget(server), _forget_viewer(server))
     server.peers[peer.id] = peer
     try:
         live.session.update_params(params, time.perf_counter())
@@ -215,6 +236,16 @@ def only_receives_video(sdp: str) -> bool:
 def _forget(server: ServerState) -> Any:
     def forget(peer: PeerSession) -> None:
         server.peers.pop(peer.id, None)
+        server.ended.add(peer.id, peer.live.lease.owner, peer.live.session.model.id)
+
+    return forget
+
+
+def _forget_viewer(server: ServerState) -> Any:
+    def forget(peer: PeerSession, viewer_id: str) -> None:
+        server.ended.add(
+            f"{peer.id}/{viewer_id}", peer.live.lease.owner, peer.live.session.model.id
+        )
 
     return forget
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from models.base import ModelEntry
 from realtime.server.auth import Access, Identity, Scope
 from realtime.server.config import ServerConfig
+from realtime.server.ended import Ended
 from realtime.server.lease import Lease
 from realtime.server.metrics import Metrics
 from session.errors import (
@@ -73,6 +74,8 @@ class ServerState:
     load_error: str | None = None
     peers: dict[str, PeerSession] = field(default_factory=dict)
     """WebRTC sessions by session id, for WHIP's DELETE and WHEP viewers."""
+    ended: Ended = field(default_factory=Ended)
+    """WebRTC sessions and viewers that ended lately, for their owner's late DELETE."""
     streams: set[Stream] = field(default_factory=set)
     """WebSocket sessions, for shutdown."""
     draining: bool = False

@@ -26,8 +26,10 @@ from aiortc import (
     MediaStreamTrack,
     RTCDataChannel,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
 from frames.frame import Pixels
@@ -150,6 +152,7 @@ class PeerSession:
         live: LiveSession,
         config: ServerConfig,
         on_closed: Callable[[PeerSession], None],
+        on_viewer_left: Callable[[PeerSession, str], None] = lambda peer, viewer_id: None,
     ) -> None:
         self.live = live
         self.config = config
@@ -157,6 +160,7 @@ class PeerSession:
         self.outputs = LatestOutput()
         self.viewers: dict[str, RTCPeerConnection] = {}
         self._on_closed = on_closed
+        self._on_viewer_left = on_viewer_left
         self._channel: RTCDataChannel | None = None
         self._ready: Message | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -217,6 +221,7 @@ class PeerSession:
         pc = self.viewers.pop(viewer_id, None)
         if pc is None:
             return False
+        self._on_viewer_left(self, viewer_id)
         await _close_peer_connection(pc, self.live)
         self.live.log.info("viewer %s left", viewer_id)
         return True
@@ -354,18 +359,51 @@ BAD_SDP_ERRORS = (
     IndexError,
     KeyError,
     RuntimeError,  # "coroutine raised StopIteration"
+    InvalidStateError,  # an offer whose parts contradict aiortc's signalling state
 )
 """What aiortc raises on malformed SDP, from parsing it or from answering it (found by
 tests/realtime/test_fuzz_signalling.py): its parser asserts, indexes and looks up as it goes."""
 
 
+def codecs_taken(kind: str) -> str:
+    """The codecs aiortc sends and receives for `kind` ("video", "audio"), as an offer
+    must name them: "VP8, H264 (packetization-mode=1, profile-level-id=42001f|42e01f)"."""
+    fmtps: dict[str, dict[str, list[str]]] = {}
+    for codec in RTCRtpSender.getCapabilities(kind).codecs:
+        name = codec.mimeType.split("/")[1]
+        if name == "rtx":  # retransmission, not a codec of its own
+            continue
+        fmtp = fmtps.setdefault(name, {})
+        for key, value in codec.parameters.items():
+            if key != "level-asymmetry-allowed" and str(value) not in fmtp.get(key, []):
+                fmtp.setdefault(key, []).append(str(value))
+    described = []
+    for name, fmtp in fmtps.items():
+        parameters = ", ".join(f"{key}={'|'.join(values)}" for key, values in fmtp.items())
+        described.append(f"{name} ({parameters})" if parameters else name)
+    return ", ".join(described)
+
+
 async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> str:
     """The answer to `offer_sdp`, or BadOffer; the caller closes `pc` either way on failure."""
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        # The generated video goes back on the peer's own video m-line, when it offered one.
-        if any(transceiver.kind == "video" for transceiver in pc.getTransceivers()):
-            pc.addTrack(track)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except OperationError as error:  # no codec in common with one of its m-lines
+            raise BadOffer(
+                f"not a usable SDP offer: no codec in common ({error}); the server takes "
+                f"video as {codecs_taken('video')}, and audio as {codecs_taken('audio')}",
+                field="sdp",
+            ) from None
+        # The generated video goes back on the peer's own video m-line: every endpoint
+        # sends or receives video (a camera, the output, or both).
+        if not any(transceiver.kind == "video" for transceiver in pc.getTransceivers()):
+            raise BadOffer(
+                "not a usable SDP offer: it has no video m-line; the server sends and "
+                f"receives video as {codecs_taken('video')}",
+                field="sdp",
+            )
+        pc.addTrack(track)
         await pc.setLocalDescription(await pc.createAnswer())
     except BAD_SDP_ERRORS as error:
         detail = str(error) or type(error).__name__
