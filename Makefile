@@ -47,15 +47,20 @@ test: lint browser-deps test-npm-deps
 	sh tests/loopback-only $(BIN)/python -m pytest
 
 # The browser tests drive Debian's Chromium, and npm installs their WHIP/WHEP clients;
-# tests/loopback-only needs `ip` (iproute2).
+# tests/loopback-only needs `ip` (iproute2); tests/realtime/test_gstreamer.py drives
+# GStreamer's webrtcbin from the system python3.
+BROWSER_DEPS = chromium iproute2 npm python3-gi gir1.2-gst-plugins-bad-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice
+GST_WEBRTC = import gi; gi.require_version('GstWebRTC', '1.0'); from gi.repository import GstWebRTC
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! command -v ip >/dev/null || ! command -v npm >/dev/null; then \
+	@if [ ! -x /usr/bin/chromium ] || ! command -v ip >/dev/null || ! command -v npm >/dev/null \
+			|| ! /usr/bin/python3 -c "$(GST_WEBRTC)" 2>/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "apt-get: installing chromium, iproute2 and npm for the browser tests"; \
+			echo "apt-get: installing chromium, iproute2, npm and GStreamer for the interop tests"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				--no-install-recommends chromium iproute2 npm >/dev/null; \
+				--no-install-recommends $(BROWSER_DEPS) >/dev/null; \
 		else \
-			echo "WARNING: the browser tests need: sudo apt-get install chromium iproute2 npm"; \
+			echo "WARNING: the browser and GStreamer tests need: sudo apt-get install $(BROWSER_DEPS)"; \
 		fi; \
 	fi
 

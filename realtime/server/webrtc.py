@@ -404,11 +404,24 @@ async def _answer(pc: RTCPeerConnection, offer_sdp: str, track: OutputTrack) -> 
                 field="sdp",
             )
         pc.addTrack(track)
-        await pc.setLocalDescription(await pc.createAnswer())
+        await pc.setLocalDescription(as_dtls_server(await pc.createAnswer(), offer_sdp))
     except BAD_SDP_ERRORS as error:
         detail = str(error) or type(error).__name__
         raise BadOffer(f"not a usable SDP offer: {detail}", field="sdp") from None
     return str(pc.localDescription.sdp)
+
+
+def as_dtls_server(answer: RTCSessionDescription, offer_sdp: str) -> RTCSessionDescription:
+    """`answer`, made to take the DTLS server role (`a=setup:passive`) where the offer lets
+    the answerer choose (`actpass`; RFC 5763 allows either answer). aiortc as a DTLS client
+    offers ECDHE-ECDSA suites only, which a peer with an RSA certificate (GStreamer's
+    webrtcbin) cannot pick ("no shared cipher"); as the server it chooses from what the
+    peer offers, and its own certificate is ECDSA. aiortc takes the role the local answer
+    says, so no patch of aiortc is needed."""
+    if "a=setup:actpass" not in offer_sdp:
+        return answer  # the offerer chose its role; aiortc answered the other one
+    sdp = answer.sdp.replace("a=setup:active", "a=setup:passive")
+    return RTCSessionDescription(sdp=sdp, type=answer.type)
 
 
 async def _close_peer_connection(pc: RTCPeerConnection, live: LiveSession) -> None:
