@@ -59,15 +59,19 @@ def default_host_addresses(listen_host: str) -> tuple[str, ...]:
     aioice's (none here means that), and loopback too when the server listens there.
     Its browsers are then on this machine, which may have no other interface (a
     container, a network namespace): without it WebRTC could not connect at all."""
-    if not _is_loopback(listen_host):
+    if not is_loopback(listen_host):
         return ()
     loopback = "::1" if ":" in listen_host else "127.0.0.1"
     return (*_GATHERED(use_ipv4=True, use_ipv6=True), loopback)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` (an address, or "localhost") is this machine's loopback; a host
+    name or None is not."""
     if host == "localhost":
         return True
+    if host is None:
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name

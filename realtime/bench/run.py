@@ -8,7 +8,6 @@ print(markdown_table(report))
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from realtime.bench.records import SessionRecord
 from realtime.bench.report import BenchReport, client_summary, machine_busy_seconds, summarize
 from realtime.bench.scrape import scrape_async
 from realtime.bench.stats import LatencySummary, latency_summary
-from realtime.ice import restrict_host_candidates
+from realtime.ice import is_loopback, restrict_host_candidates
 
 PROGRESS_EVERY_S = 1.0
 
@@ -39,7 +38,7 @@ class BenchRun:
 async def run_bench(config: BenchConfig, progress: IO[str] | None = None) -> BenchRun:
     """Connect `config.sessions` cameras, stream for `config.duration_s`, and report."""
     check_config(config)
-    if config.transport == "webrtc" and is_loopback(config.url):
+    if config.transport == "webrtc" and is_loopback(urllib.parse.urlsplit(config.url).hostname):
         # aioice never offers loopback candidates; a loopback server needs them (process-wide).
         restrict_host_candidates(["127.0.0.1"])
     cameras = await open_cameras(config)
@@ -120,13 +119,3 @@ def latency_timeline(
         ]
         buckets.append((index * bucket_s, latency_summary(latencies), len(latencies)))
     return buckets
-
-
-def is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -22,6 +22,7 @@ import ipaddress
 
 from aioice.mdns import is_mdns_hostname
 
+from realtime.ice import is_loopback
 from session.errors import BadOffer
 
 MAX_MEDIA_SECTIONS = 4
@@ -49,7 +50,7 @@ def bounded_offer(sdp: str, peer_address: str | None) -> tuple[str, int]:
             f" this one has {sections}",
             field="sdp",
         )
-    loopback_peer = _is_loopback(peer_address)
+    loopback_peer = is_loopback(peer_address)
     kept: list[str] = []
     in_media, in_section, dropped = False, 0, 0
     for line in lines:
@@ -98,10 +99,3 @@ def plausible_candidate(candidate: str, loopback_peer: bool) -> bool:
         return loopback_peer
     # Reserved: IPv4's 240/4 (broadcast too), IPv6's ::/8 (IPv4-mapped too) and more.
     return not (ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved)
-
-
-def _is_loopback(address: str | None) -> bool:
-    try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False

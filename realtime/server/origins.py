@@ -24,7 +24,6 @@ keeps their answers from it, so it never sends the offer.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -34,6 +33,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from realtime.ice import is_loopback
 from realtime.server.responses import error_response
 from session.errors import Forbidden
 
@@ -73,11 +73,8 @@ def allowed_hosts(bind_host: str) -> tuple[str, ...] | None:
     the address itself, e.g. 127.0.0.2) on a loopback bind, any (None) on another (its
     public names are not known here)."""
     address = bind_host.strip("[]").lower()
-    try:
-        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return None  # a host name: whatever it resolves to, other names may reach it
-    return tuple(dict.fromkeys((*LOOPBACK_NAMES, address))) if loopback else None
+    # Not for a host name either: whatever it resolves to, other names may reach it.
+    return tuple(dict.fromkeys((*LOOPBACK_NAMES, address))) if is_loopback(address) else None
 
 
 def web_origin(text: str) -> str:
