@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from realtime.server.auth import bearer
+from realtime.server.auth import Identity, bearer
 from realtime.server.bodies import read_body, reads_body
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
@@ -154,30 +154,35 @@ def _owned_peer(request: Request, what: str) -> PeerSession:
     The credential is checked first, so a caller without one learns nothing;
     a session another key opened answers the very 404 an unknown id does, so
     live ids cannot be told from unknown ones."""
+    peer = _server(request).peers.get(request.path_params["session_id"])
+    owner = None if peer is None else peer.live.lease.owner
+    owned = _is_callers(request, owner, None if peer is None else peer.live.session.model.id)
+    if peer is None or not owned:
+        raise NotFound(f"no such {what}")
+    return peer
+
+
+def _is_callers(request: Request, owner: Identity | None, model_id: str | None) -> bool:
+    """Whether the caller is `owner` (None: nobody's). Raises for a bad credential,
+    checked first whatever the answer, and for a token of a model other than `model_id`."""
     server = _server(request)
     credential = _credential(request)
-    caller = server.authorize(credential, None)
-    peer = server.peers.get(request.path_params["session_id"])
-    if peer is None or peer.live.lease.owner != caller:
-        raise NotFound(f"no such {what}")
-    server.authorize(credential, peer.live.session.model.id)  # a token is for its model
-    return peer
+    if server.authorize(credential, None) != owner:
+        return False
+    server.authorize(credential, model_id)  # a token is for its model
+    return True
 
 
 def _unless_ended(request: Request, resource: str, unknown: NotFound) -> Response:
     """200 for a DELETE of the caller's own session or viewer that ended lately (its
     peer closed first: RFC 9725 teardown), else `unknown`'s 404: whatever ended is
     still another key's, and answers it as an unknown id does."""
-    server = _server(request)
-    ended = server.ended.get(resource)
-    credential = _credential(request)
+    ended = _server(request).ended.get(resource)
     try:
-        if ended is None or server.authorize(credential, None) != ended.owner:
-            return error_response(unknown)
-        server.authorize(credential, ended.model_id)  # a token is for its model
+        owned = ended is not None and _is_callers(request, ended.owner, ended.model_id)
     except StreamError as error:
         return error_response(error)
-    return Response(status_code=200)
+    return Response(status_code=200) if owned else error_response(unknown)
 
 
 async def _open_session(
