@@ -126,5 +126,7 @@ async def test_memory_goes_back_after_a_burst_of_4k_frames(server: ServerProcess
     await eventually(lambda: server.health()["sessions"] == 0, "every session ended")
     # glibc kept the freed buffers of the 4K images: these 24 left the server 100 MB
     # larger for good (550 MB after 32 photos). Now each decode hands them back.
+    # Without the release it kept 100 MiB; with it 6 MiB, up to 43 MiB on a loaded
+    # machine (a fresh-clone CI run): the bound sits between the two.
     kept = server.rss_bytes() - before
-    assert kept < 40 * 2**20, f"the server kept {kept / 2**20:.0f} MiB after the burst"
+    assert kept < 70 * 2**20, f"the server kept {kept / 2**20:.0f} MiB after the burst"
