@@ -26,10 +26,12 @@ class Frame:
     `pixels` is None for a type-to-image request: an image made from params alone.
     `received_at` is the monotonic time its bytes arrived; `timings_ms` gathers
     the milliseconds of each hop of the data path (decode, queue, model, encode)
-    so latency can be read off every output.
+    so latency can be read off every output. `tag` is the client's own name for
+    the input (fal's `request_id`), echoed with the output made from it.
     """
 
     pixels: Pixels | None
     index: int
     received_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    tag: object = None

@@ -110,10 +110,12 @@ class Session:
         started_at: float = 0.0,
         *,
         text_input: bool = False,
+        buffered_frames: int = 1,
     ) -> None:
         """`text_input`: the client makes images from params alone (type-to-image), so
         each params change, and `ready`, asks the model for one; a model whose
-        `info.text_to_image` is False cannot take such a session."""
+        `info.text_to_image` is False cannot take such a session. `buffered_frames`:
+        how many frames may wait for the model (fal's `max_buffering`); the newest win."""
         assert not text_input or model.text_to_image, f"{model.id} needs frames"
         self.id = session_id
         self.model = model
@@ -124,7 +126,7 @@ class Session:
         self._active_at = started_at
         self._message_rate = MessageRate(limits.max_messages_per_s, started_at)
         self._state = SessionState.CONNECTING
-        self._inbox: LatestSlot[Frame] = LatestSlot()
+        self._inbox: LatestSlot[Frame] = LatestSlot(buffered_frames)
         self._outbox: LatestSlot[Output] = LatestSlot()
         self._in_flight: Job | None = None
         self._sending: Output | None = None
@@ -289,7 +291,7 @@ class Session:
         the one in the model (wait for `is_settled`). The frame waiting for the model
         is dropped. Returns the `closing` message to send."""
         self._input_open = False
-        self.stats.dropped_on_close += self._inbox.take() is not None
+        self.stats.dropped_on_close += self._inbox.clear()
         self.log.info("closing (%s): %s", cause.code, cause.message)
         return Closing(cause.code, cause.message).to_wire()
 
@@ -336,8 +338,8 @@ class Session:
         # taken output whose sending never finished never reach the client.
         self.stats.dropped_on_close += (
             self._decoding
-            + (self._inbox.take() is not None)
-            + (self._outbox.take() is not None)
+            + self._inbox.clear()
+            + self._outbox.clear()
             + (self._sending is not None)
         )
         self._decoding = 0

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import NamedTuple
 
 import av
 
@@ -30,18 +31,35 @@ from session.jobs import JobResult
 from session.limits import SessionLimits
 from session.protocol import Hop, MessageType
 from session.session import Message, Output, Session, SessionState
+from session.slots import LatestSlot
+
+
+class _Undecoded(NamedTuple):
+    """An image as it arrived: its bytes, when, and the client's tag for it."""
+
+    data: bytes
+    received_at: float
+    tag: object
 
 
 class LiveSession:
     """Create with the lease ServerState.admit gave; `close` once when the transport ends."""
 
-    def __init__(self, lease: Lease, limits: SessionLimits, *, text_input: bool = False) -> None:
+    def __init__(
+        self,
+        lease: Lease,
+        limits: SessionLimits,
+        *,
+        text_input: bool = False,
+        buffered_frames: int = 1,
+    ) -> None:
         self.session = Session(
             uuid.uuid4().hex[:12],
             lease.worker.entry.info,
             limits,
             time.perf_counter(),
             text_input=text_input,
+            buffered_frames=buffered_frames,
         )
         self.session.pin()
         self.lease = lease
@@ -50,8 +68,8 @@ class LiveSession:
         self._loop = asyncio.get_running_loop()
         self._output_ready = asyncio.Event()
         self._settled = asyncio.Event()
-        self._undecoded: tuple[bytes, float] | None = None
-        """The newest image not yet decoded, and when it arrived."""
+        self._undecoded: LatestSlot[_Undecoded] = LatestSlot(buffered_frames)
+        """The newest images not yet decoded."""
         self._decoder: asyncio.Task[None] | None = None
         self._released = False
         self._deadlines_moved = asyncio.Event()
@@ -68,8 +86,11 @@ class LiveSession:
         self._dispatch()  # a type-to-image session's first image
         return ready
 
-    def receive_frame(self, data: bytes, reply: Callable[[Message], Awaitable[None]]) -> None:
+    def receive_frame(
+        self, data: bytes, reply: Callable[[Message], Awaitable[None]], tag: object = None
+    ) -> None:
         """An encoded image arrived; `reply` sends the `bad_frame` error if it is one.
+        `tag` travels with its output (`Frame.tag`).
 
         Returns at once, so the transport goes on reading: images are decoded one at
         a time in the background, and one that arrives meanwhile waits in a latest
@@ -78,26 +99,24 @@ class LiveSession:
         pile up unread in the socket's buffers.
         """
         now = time.perf_counter()
-        if self._undecoded is not None:
+        if self._undecoded.put(_Undecoded(data, now, tag)) is not None:
             self.session.skip_frames(1, now)
-        self._undecoded = (data, now)
         if self._decoder is None or self._decoder.done():
             self._decoder = asyncio.create_task(self._decode_images(reply))
 
     async def _decode_images(self, reply: Callable[[Message], Awaitable[None]]) -> None:
         info = self.session.model
         limits = self.session.limits
-        while self._undecoded is not None:
-            (data, received_at), self._undecoded = self._undecoded, None
+        while (image := self._undecoded.take()) is not None:
             decode = partial(
                 decode_to_size,
-                data,
+                image.data,
                 info.width,
                 info.height,
                 max_size=limits.max_image_size,
                 max_pixels=limits.max_image_pixels,
             )
-            error = await self._receive(decode, received_at)
+            error = await self._receive(decode, image.received_at, image.tag)
             if error is not None:
                 await reply(error)
 
@@ -108,7 +127,9 @@ class LiveSession:
         info = self.session.model
         await self._receive(partial(video_frame_to_pixels, frame, info.width, info.height), now)
 
-    async def _receive(self, decode: Callable[[], Pixels], received_at: float) -> Message | None:
+    async def _receive(
+        self, decode: Callable[[], Pixels], received_at: float, tag: object = None
+    ) -> Message | None:
         index = self.session.number_frame(received_at)
         started = time.perf_counter()  # a wait before decoding counts in `queue`, not here
         try:
@@ -121,7 +142,7 @@ class LiveSession:
             self.meter.update(self.session)
             return reply
         decode_ms = (time.perf_counter() - started) * 1000
-        self.session.offer_frame(Frame(pixels, index, received_at, {Hop.DECODE: decode_ms}))
+        self.session.offer_frame(Frame(pixels, index, received_at, {Hop.DECODE: decode_ms}, tag))
         self.meter.update(self.session)
         self._dispatch()
         return None
@@ -197,9 +218,8 @@ class LiveSession:
         return self.session.output_message(output, (time.perf_counter() - started) * 1000), data
 
     def close(self) -> None:
-        if self._undecoded is not None:  # arrived, never decoded: dropped
-            self.session.skip_frames(1, time.perf_counter())
-            self._undecoded = None
+        if undecoded := self._undecoded.clear():  # arrived, never decoded: dropped
+            self.session.skip_frames(undecoded, time.perf_counter())
         if self._decoder is not None:
             self._decoder.cancel()  # its frame in the decode hop counts as dropped
         self.session.close()
