@@ -23,7 +23,7 @@ from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
-from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, Scope, bearer
+from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, Scope, credential_of, model_grant
 from realtime.server.bodies import Endpoint, read_body, reads_body
 from realtime.server.config import ServerConfig
 from realtime.server.metrics import Metrics
@@ -165,7 +165,7 @@ def authorized(endpoint: Endpoint, scope: Scope) -> Endpoint:
     async def guarded(request: Request) -> Response:
         state: ServerState = request.app.state.server
         try:
-            state.authorize(bearer(request.headers.get("authorization")), None, scope)
+            state.authorize(credential_of(request.headers.get("authorization")), None, scope)
         except StreamError as error:
             return error_response(error)
         return await endpoint(request)
@@ -184,7 +184,7 @@ async def issue_token(request: Request) -> Response:
     state: ServerState = request.app.state.server
     try:
         identity = state.authorize(
-            bearer(request.headers.get("authorization")), None, Scope.OPERATE
+            credential_of(request.headers.get("authorization")), None, Scope.OPERATE
         )
         body = orjson.loads(await read_body(request, state.config.max_body_bytes) or b"{}")
         if not isinstance(body, dict):
@@ -201,7 +201,7 @@ async def issue_token(request: Request) -> Response:
     except StreamError as error:
         return error_response(error)
     now = time.time()
-    token = state.access.issue_token(identity, model, float(ttl), now)
+    token = state.access.issue_token(identity, [model_grant(model)], float(ttl), now)
     return JSONResponse({"token": token, "model": model, "expires_at": now + ttl})
 
 

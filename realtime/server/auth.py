@@ -1,7 +1,9 @@
 """Access: API keys, and short-lived tokens that browsers carry instead of a key.
 
-A key is sent as `Authorization: Bearer KEY` (HTTP, WebSocket, WHIP and WHEP).
-`POST /v1/tokens` trades a key for a token scoped to one model and a few minutes:
+A key is sent as `Authorization: Bearer KEY` (HTTP, WebSocket, WHIP and WHEP), or
+`Authorization: Key KEY` as fal's clients send it. `POST /v1/tokens` trades a key
+for a token scoped to one model and a few minutes (`POST /tokens/`, fal's way, to
+fal apps: realtime/server/fal.py):
 a browser then opens `/v1/stream?model=M&token=T` (or sends it as the Bearer
 credential, or as `"token"` in a WebRTC offer) and the key stays on the user's
 backend. A URL (`?token=`) may carry a token, never a key. Tokens are
@@ -22,6 +24,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -66,12 +69,13 @@ class Access:
     def identify(
         self,
         credential: str | None,
-        model: str | None,
+        opens: str | None,
         scope: Scope = Scope.STREAM,
         *,
         in_url: bool = False,
     ) -> Identity:
-        """The identity behind a key or a token (for `model`, when it names one), or raise;
+        """The identity behind a key or a token (one that `opens` this `model_grant` or
+        `fal_app_grant`, when one is named), or raise;
         for `Scope.OPERATE`, behind a key only. A credential that came `in_url` must be
         a token: URLs end up in logs and browser histories, and a token expires within
         minutes where a key does not."""
@@ -86,11 +90,11 @@ class Access:
                 "an API key must not be sent in a URL: send it as Authorization: Bearer KEY,"
                 " or trade it for a short-lived token with POST /v1/tokens and send that"
             )
-        return self.identify_key(credential, or_token_for=model)
+        return self.identify_key(credential, or_token_for=opens)
 
     def identify_key(self, credential: str | None, *, or_token_for: str | None = "") -> Identity:
         """The identity of an API key; a token is accepted only when `or_token_for`
-        is not "" (None: a token for any model), else it is forbidden."""
+        is not "" (None: a token for anything), else it is forbidden."""
         if self.is_open:
             return OPEN
         if not credential:
@@ -108,11 +112,15 @@ class Access:
         key = self._keys.get(key_id(credential))
         return key is not None and hmac.compare_digest(key, credential)
 
-    def issue_token(self, identity: Identity, model: str, ttl_s: float, now: float) -> str:
-        payload = orjson.dumps({"key": identity.key_id, "model": model, "exp": now + ttl_s})
+    def issue_token(
+        self, identity: Identity, opens: Sequence[str], ttl_s: float, now: float
+    ) -> str:
+        """A token for what `opens` names: `model_grant`s or `fal_app_grant`s."""
+        claims = {"key": identity.key_id, "opens": list(opens), "exp": now + ttl_s}
+        payload = orjson.dumps(claims)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
-    def _verify_token(self, token: str, model: str | None) -> Identity:
+    def _verify_token(self, token: str, opens: str | None) -> Identity:
         try:
             payload_part, signature_part = token.split(".")
             payload = _unb64(payload_part)
@@ -124,10 +132,10 @@ class Access:
         claims = orjson.loads(payload)
         if claims["exp"] < time.time():
             raise Unauthorized("the token has expired; ask for a new one")
-        if model is not None and claims["model"] != model:
-            raise Forbidden(
-                f"the token is for model {claims['model']!r}, not {model!r}", field="model"
-            )
+        if opens is not None and opens not in claims["opens"]:
+            granted = " or ".join(claims["opens"])
+            field = "app" if opens.startswith("fal app") else "model"
+            raise Forbidden(f"the token is for {granted}, not {opens}", field=field)
         return Identity(str(claims["key"]))
 
     def _sign(self, payload: bytes) -> bytes:
@@ -139,10 +147,23 @@ def key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def bearer(authorization: str | None) -> str | None:
-    """The credential of an `Authorization: Bearer ...` header."""
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip()
+def model_grant(model: str) -> str:
+    """What a token names to open sessions of `model` (`POST /v1/tokens`)."""
+    return f"model {model!r}"
+
+
+def fal_app_grant(alias: str) -> str:
+    """What a token names to open fal apps of `alias` (the second part of their id;
+    `POST /tokens/`): fal tokens and model tokens open nothing of each other's."""
+    return f"fal app {alias!r}"
+
+
+def credential_of(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer ...` or `Authorization: Key ...` header."""
+    if authorization:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() in ("bearer", "key"):
+            return credential.strip()
     return None
 
 

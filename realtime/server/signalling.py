@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from realtime.server.auth import Identity, bearer
+from realtime.server.auth import Identity, credential_of
 from realtime.server.bodies import read_body, reads_body
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
@@ -260,7 +260,7 @@ def _content_type(request: Request) -> str:
 
 
 def _credential(request: Request) -> str | None:
-    return bearer(request.headers.get("authorization"))
+    return credential_of(request.headers.get("authorization"))
 
 
 def _peer_address(request: Request) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from models.base import ModelEntry
-from realtime.server.auth import Access, Identity, Scope
+from realtime.server.auth import Access, Identity, Scope, model_grant
 from realtime.server.config import ServerConfig
 from realtime.server.ended import Ended
 from realtime.server.lease import Lease
@@ -93,11 +93,14 @@ class ServerState:
         scope: Scope = Scope.STREAM,
         *,
         in_url: bool = False,
+        grant: str | None = None,
     ) -> Identity:
-        """Who presents `credential` (a key, or for `Scope.STREAM` a token for `model_id`;
-        only a token when it came `in_url`), or raise."""
+        """Who presents `credential` (a key, or for `Scope.STREAM` a token for `model_id`,
+        or for `grant` when one is given; only a token when it came `in_url`), or raise."""
+        if grant is None and model_id is not None:
+            grant = model_grant(model_id)
         try:
-            return self.access.identify(credential, model_id, scope, in_url=in_url)
+            return self.access.identify(credential, grant, scope, in_url=in_url)
         except StreamError as refusal:
             self.metrics.refusals.labels(refusal.code).inc()
             raise
@@ -113,6 +116,7 @@ class ServerState:
         credential_in_url: bool = False,
         address: str | None = None,
         client_gone: Callable[[], Awaitable[object]] | None = None,
+        grant: str | None = None,
     ) -> Lease:
         """A slot for a new session from the client at `address`, or raise: unauthorized,
         shutting down, key or address limit, unknown model, full.
@@ -122,9 +126,10 @@ class ServerState:
         awaited on joining and whenever the position changes (1 is next), and
         ServerFull is raised when no slot came within the timeout. `client_gone`
         returns once the client has disconnected: then ClientGone is raised, and the
-        place in line given up at once."""
+        place in line given up at once. `grant`: what a token must open, when not the
+        model (a fal app: auth.fal_app_grant)."""
         timeout = self.config.queue_timeout_s
-        identity = self.authorize(credential, model_id, in_url=credential_in_url)
+        identity = self.authorize(credential, model_id, in_url=credential_in_url, grant=grant)
         applicant = (identity, model_id, address)
         if text_input:
             self._counting_refusals(self._check_text_input, model_id)

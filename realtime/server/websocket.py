@@ -16,7 +16,7 @@ import logging
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtime.server.auth import bearer
+from realtime.server.auth import credential_of
 from realtime.server.live_session import LiveSession
 from realtime.server.state import ClientGone, ServerState
 from session.errors import (
@@ -35,7 +35,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     model_id = websocket.query_params.get("model", server.config.default_model)
     await websocket.accept()
     # Browsers cannot set headers on a WebSocket: they bring a token in the query.
-    credential = bearer(websocket.headers.get("authorization"))
+    credential = credential_of(websocket.headers.get("authorization"))
     in_url = credential is None
     if in_url:
         credential = websocket.query_params.get("token")
