@@ -227,6 +227,15 @@ class Session:
             self.stats.bad_frames += 1
         return ErrorMessage(ErrorCode.BAD_FRAME, reason, source_frame=index).to_wire()
 
+    def refuse_frame(self, error: StreamError, now: float) -> Message:
+        """A frame that came in a request the session refused (a fal request carries its
+        params with its image): it counts as received and bad. Returns the error."""
+        self._active_at = now
+        self.stats.frames_received += 1
+        self.stats.bad_frames += 1
+        index = self.stats.frames_received
+        return ErrorMessage(error.code, error.message, error.field, index).to_wire()
+
     def offer_frame(self, frame: Frame) -> None:
         """A decoded frame: it replaces the waiting one, which counts as dropped."""
         if self._decoded():
@@ -279,12 +288,20 @@ class Session:
             if self.params.values != before:
                 self._request_image(now)
 
-    def _request_image(self, now: float) -> None:
+    def request_image(self, now: float, tag: object = None) -> None:
+        """A request for one image from the params alone, whether or not they changed
+        (fal's text-to-image apps ask once per image they want)."""
+        self._active_at = now
+        self._first_input_came = True
+        self._request_image(now, tag)
+
+    def _request_image(self, now: float, tag: object = None) -> None:
         """Type-to-image: ask for an image from the params alone. It is numbered and
         queued like a frame, so the newest params win and a replaced request counts
         as dropped; a frame, once one comes, replaces it too."""
         self.stats.frames_received += 1
-        self._queue_frame(Frame(None, self.stats.frames_received, now, {Hop.DECODE: 0.0}))
+        frame = Frame(None, self.stats.frames_received, now, {Hop.DECODE: 0.0}, tag)
+        self._queue_frame(frame)
 
     def stop_input(self, cause: StreamError) -> Message:
         """The session is ending (shutdown, a limit): take no more frames, but finish

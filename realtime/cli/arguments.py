@@ -38,6 +38,18 @@ def web_origin(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def fal_app(text: str) -> tuple[str, str]:
+    """APP=MODEL: a fal app id (owner/alias[/subpath]) and the model serving it."""
+    app, _, model = text.partition("=")
+    parts = app.split("/")
+    if not model or len(parts) < 2 or not all(parts) or parts[-1] == "realtime":
+        raise argparse.ArgumentTypeError(
+            f"must be APP=MODEL with APP as owner/alias[/subpath] (without /realtime),"
+            f" e.g. fal-ai/fast-turbo-diffusion/image-to-image=invert, got {text}"
+        )
+    return app, model
+
+
 def seconds_or_never(text: str) -> float | None:
     """Seconds; 0 means never (None)."""
     value = float(text)

@@ -12,7 +12,13 @@ from models.base import ModelEntry
 from models.loading import ModelLoadError
 from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
-from realtime.cli.arguments import positive_float, positive_int, seconds_or_never, web_origin
+from realtime.cli.arguments import (
+    fal_app,
+    positive_float,
+    positive_int,
+    seconds_or_never,
+    web_origin,
+)
 from realtime.ice import IceServer, default_host_addresses
 from realtime.server.config import Listen, ServerConfig
 from realtime.server.logs import LOG_FORMATS, configure_logging
@@ -306,6 +312,18 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "after its answer is dropped, freeing its slot and sockets (default: %(default)g)",
     )
 
+    fal = serve.add_argument_group("fal's realtime clients (docs/fal.md)")
+    fal.add_argument(
+        "--fal-app",
+        action="append",
+        default=[],
+        type=fal_app,
+        metavar="APP=MODEL",
+        help="serve the fal app APP (owner/alias[/subpath], as fal's clients name it) with "
+        "MODEL, over the default table (fal-ai/fast-turbo-diffusion/image-to-image=sd-turbo, "
+        "...); repeatable (default: the table)",
+    )
+
     logs = serve.add_argument_group("logs")
     logs.add_argument(
         "--log-level",
@@ -348,6 +366,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.compile:
         entries = [compiled(entry) for entry in entries]
     registry = {**REGISTRY, **{entry.info.id: entry for entry in entries}}
+    served = {entry.info.id for entry in entries}
+    for app, model in args.fal_app:
+        if model not in served:
+            parser.error(f"--fal-app {app}={model}: {model} is not served; add --model {model}")
     configure_logging(args.log_level, args.log_format)
 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
@@ -391,6 +413,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
         token_secret=os.environ.get("REALTIME_TOKEN_SECRET", "").encode() or None,
         max_token_ttl_s=args.max_token_ttl,
         cors_origins=tuple(args.cors_origin),
+        fal_apps=dict(args.fal_app),
         allowed_hosts=allowed_hosts(args.host),
         limits=SessionLimits(
             max_messages_per_s=args.max_messages_per_s,

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,17 +21,20 @@ from models.base import ModelEntry, ModelInfo
 from models.loading import resolve_device
 from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
-from realtime.server.auth import DEFAULT_TOKEN_TTL_S, Access, Scope, credential_of, model_grant
-from realtime.server.bodies import Endpoint, read_body, reads_body
+from realtime.server.auth import Access, Scope, credential_of
+from realtime.server.bodies import Endpoint, reads_body
 from realtime.server.config import ServerConfig
+from realtime.server.fal import issue_fal_token
+from realtime.server.fal import realtime_endpoint as fal_realtime
 from realtime.server.metrics import Metrics
 from realtime.server.origins import OpenServerGuard, cors
 from realtime.server.responses import error_response
 from realtime.server.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.server.state import ServerState
+from realtime.server.tokens import issue_token
 from realtime.server.websocket import stream_endpoint
 from realtime.server.worker import ModelWorker
-from session.errors import BadMessage, StreamError, UnknownModel
+from session.errors import StreamError
 from session.params import SessionParams
 from session.pool import WorkerPool
 from session.protocol import ErrorCode, ErrorMessage
@@ -98,6 +99,10 @@ def create_app(
         Route("/metrics", authorized(metrics, Scope.OPERATE)),
         # Its own mount, so that a wrong method on an API path gets 405, not the web demo's 404.
         Mount("/v1", routes=api),
+        # fal's clients (realtime/server/fal.py): where and how they connect.
+        WebSocketRoute("/{app:path}/realtime", fal_realtime),
+        Route("/{app:path}/realtime", upgrade_required),
+        Route("/tokens/", reads_body(issue_fal_token), methods=["POST"]),
         WebSocketRoute("/{path:path}", websocket_not_found),
         Mount("/", StaticFiles(directory=WEB_DEMO, html=True), name="web_demo"),
     ]
@@ -177,32 +182,6 @@ async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text format."""
     state: ServerState = request.app.state.server
     return await state.metrics.endpoint(request)
-
-
-async def issue_token(request: Request) -> Response:
-    """POST /v1/tokens {"model": ID, "ttl": seconds?} with a key: a token for browsers."""
-    state: ServerState = request.app.state.server
-    try:
-        identity = state.authorize(
-            credential_of(request.headers.get("authorization")), None, Scope.OPERATE
-        )
-        body = orjson.loads(await read_body(request, state.config.max_body_bytes) or b"{}")
-        if not isinstance(body, dict):
-            raise BadMessage("the body must be a JSON object")
-        model = body.get("model", state.config.default_model)
-        if model not in state.pool.model_ids:
-            raise UnknownModel(f"model {model!r} is not served here", field="model")
-        ttl = body.get("ttl", DEFAULT_TOKEN_TTL_S)
-        max_ttl = state.config.max_token_ttl_s
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= max_ttl:
-            raise BadMessage(f"ttl must be a number of seconds in (0, {max_ttl:g}]", field="ttl")
-    except orjson.JSONDecodeError as error:
-        return error_response(BadMessage(f"not valid JSON: {error}"))
-    except StreamError as error:
-        return error_response(error)
-    now = time.time()
-    token = state.access.issue_token(identity, [model_grant(model)], float(ttl), now)
-    return JSONResponse({"token": token, "model": model, "expires_at": now + ttl})
 
 
 async def list_models(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from models.registry import DEFAULT_MODEL
@@ -61,6 +62,9 @@ class ServerConfig:
     connect_timeout_s: float = 30.0
     """A WebRTC peer (a session or a WHEP viewer) that has not connected by then is given
     up: a session frees its slot, a viewer its sockets."""
+    fal_apps: Mapping[str, str] = field(default_factory=dict)
+    """fal app ids (owner/alias[/subpath]) and the served model each runs, over the
+    default table (realtime/server/fal.py, docs/fal.md)."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     """What each session may send, and for how long (session/limits.py)."""
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -161,6 +161,23 @@ class LiveSession:
             self.log.info("%s", reply["message"])
         self._dispatch()  # a type-to-image request
         return reply
+
+    def receive_params(self, changes: Mapping[str, object]) -> None:
+        """Params that came with a request (fal's carry them with the image): applied,
+        or InvalidParams raised and nothing changed."""
+        self.session.update_params(changes, time.perf_counter())
+
+    def refuse_frame(self, error: StreamError) -> Message:
+        """The image of a request that was refused: counted as a bad frame."""
+        reply = self.session.refuse_frame(error, time.perf_counter())
+        self.meter.update(self.session)
+        return reply
+
+    def request_image(self, tag: object = None) -> None:
+        """Ask for one image from the params alone (`Session.request_image`)."""
+        self.session.request_image(time.perf_counter(), tag)
+        self.meter.update(self.session)
+        self._dispatch()
 
     async def next_output(self) -> Output:
         """Wait for the newest output (a frame or a model error) and take it; call

@@ -24,7 +24,7 @@ from session.errors import (
     StreamError,
 )
 from session.protocol import CLOSE_CODES, CloseCode, Queued, close_code
-from session.session import Message
+from session.session import Message, Output
 
 logger = logging.getLogger("realtime.server.websocket")
 
@@ -121,8 +121,10 @@ class WebSocketStream:
             await self._send(self.live.stop_input(cause))
             await self.live.settled()
             async with self._send_lock:  # after the last output's metadata and image
-                code = CLOSE_CODES.get(cause.code, CloseCode.NORMAL)
-                await self.websocket.close(code, reason=cause.code)
+                await self.websocket.close(self._close_code(cause), reason=cause.code)
+
+    def _close_code(self, cause: StreamError) -> int:
+        return CLOSE_CODES.get(cause.code, CloseCode.NORMAL)
 
     async def _close_when_expired(self) -> None:
         await self.close_gracefully(await self.live.until_expired())
@@ -143,10 +145,14 @@ class WebSocketStream:
             output = await self.live.next_output()
             message, image = await self.live.encode(output)
             async with self._send_lock:
-                await self.websocket.send_text(_json(message))
-                if image is not None:
-                    await self.websocket.send_bytes(image)
+                await self._send_output(output, message, image)
             self.live.output_sent(output)
+
+    async def _send_output(self, output: Output, message: Message, image: bytes | None) -> None:
+        """An output's message, then its image (None for a model error); under the lock."""
+        await self.websocket.send_text(json_text(message))
+        if image is not None:
+            await self.websocket.send_bytes(image)
 
     async def _reply(self, message: Message) -> None:
         """A reply from the background decoding: the client may be gone by then."""
@@ -159,8 +165,8 @@ class WebSocketStream:
 
 
 async def _send_message(websocket: WebSocket, message: Message) -> None:
-    await websocket.send_text(_json(message))
+    await websocket.send_text(json_text(message))
 
 
-def _json(message: Message) -> str:
+def json_text(message: Message) -> str:
     return orjson.dumps(message).decode()
