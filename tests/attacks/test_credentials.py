@@ -3,18 +3,26 @@ server (one with a key, one open), so that the table and the server cannot drift
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+import msgpack
+import orjson
 import pytest
 import pytest_asyncio
 from aiortc import RTCPeerConnection
 from starlette.routing import Mount
 from support import StartServer, doc_table
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from frames.codecs import encode_image
+from frames.samples import gradient_image
 from realtime.bench.harness import ServerProcess
 from realtime.clients.websocket import ServerError, StreamClient
 from realtime.server.app import create_app, websocket_not_found
@@ -27,6 +35,7 @@ TABLE = {
     for row in doc_table("### Who may use what")
 }
 SDP = "application/sdp"
+FAL_APP = "fal-ai/fast-turbo-diffusion/image-to-image"
 
 
 @dataclass(frozen=True)
@@ -55,8 +64,8 @@ class Offers:
 
 @pytest.fixture(scope="module")
 def callers(start_server: StartServer) -> dict[str, Caller]:
-    keyed = start_server("--model", "invert", "--api-key", KEY)
-    open_server = start_server("--model", "invert")
+    keyed = start_server("--model", "invert", "--api-key", KEY, "--fal-app", f"{FAL_APP}=invert")
+    open_server = start_server("--model", "invert", "--fal-app", f"{FAL_APP}=invert")
     minted = httpx.post(
         f"{keyed.http_url}/v1/tokens", json={"model": "invert", "ttl": 600}, headers=_bearer(KEY)
     )
@@ -96,8 +105,8 @@ def test_the_table_names_every_endpoint_the_server_has() -> None:
                 found.add(path or "/")
         return found
 
-    documented = {re.sub(r"\{\w+\}", "{}", row.split()[1]) for row in TABLE}
-    served = {re.sub(r"\{\w+\}", "{}", path) for path in paths(list(create_app().routes))}
+    documented = {re.sub(r"\{[\w:]+\}", "{}", row.split()[1]) for row in TABLE}
+    served = {re.sub(r"\{[\w:]+\}", "{}", path) for path in paths(list(create_app().routes))}
     assert documented == served
 
 
@@ -129,6 +138,11 @@ async def attempt(endpoint: str, caller: Caller, offers: Offers) -> int:
                 return (await http.post("/v1/tokens", json={"model": "invert"})).status_code
             case "GET /v1/stream":
                 return await open_stream(caller)
+            case "GET /{app}/realtime":
+                return await open_fal_session(caller)
+            case "POST /tokens/":
+                apps = {"allowed_apps": ["fast-turbo-diffusion"]}
+                return (await http.post("/tokens/", json=apps)).status_code
             case "POST /v1/webrtc/offer":
                 offer = {"type": "offer", "sdp": offers.camera, "model": "invert"}
                 answer = await http.post("/v1/webrtc/offer", json=offer)
@@ -170,6 +184,23 @@ async def open_stream(caller: Caller) -> int:
     except ServerError as refusal:
         assert refusal.close_code == 1008
         return http_status(refusal.error.code)
+
+
+async def open_fal_session(caller: Caller) -> int:
+    """101 when a fal request gets its result; else the status of the error's code."""
+    url = f"{caller.server.ws_url}/{FAL_APP}/realtime"
+    headers = {}
+    if caller.credential == caller.owner and caller.credential:  # a key: in the header
+        headers["Authorization"] = f"Key {caller.credential}"
+    elif caller.credential:  # a token: in the URL, as fal's JS client sends it
+        url += f"?fal_jwt_token={caller.credential}"
+    async with connect(url, additional_headers=headers) as websocket:
+        with contextlib.suppress(ConnectionClosed):  # a refusal may close it first
+            await websocket.send(msgpack.packb({"image_bytes": encode_image(gradient_image())}))
+        reply = await asyncio.wait_for(websocket.recv(), 30)
+    if isinstance(reply, bytes):
+        return 101
+    return http_status(orjson.loads(reply)["error"])
 
 
 async def post_sdp(
