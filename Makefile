@@ -64,10 +64,12 @@ browser-deps:
 		fi; \
 	fi
 
-# Third-party WHIP/WHEP clients for the cross-origin browser tests (tests/realtime/test_cors.py).
+# Third-party WHIP/WHEP clients for the cross-origin browser tests (tests/realtime/test_cors.py);
+# npm ci ends by bundling the eyevinn ones (package.json's `prepare`: esbuild), its last output.
 CROSS_ORIGIN := tests/realtime/cross_origin
-test-npm-deps: $(CROSS_ORIGIN)/node_modules/.package-lock.json
-$(CROSS_ORIGIN)/node_modules/.package-lock.json: $(CROSS_ORIGIN)/package-lock.json
+NPM_BUNDLE := $(CROSS_ORIGIN)/node_modules/.bundle/eyevinn.js
+test-npm-deps: $(NPM_BUNDLE)
+$(NPM_BUNDLE): $(CROSS_ORIGIN)/package-lock.json $(CROSS_ORIGIN)/package.json $(CROSS_ORIGIN)/eyevinn.js
 	@if command -v npm >/dev/null; then cd $(CROSS_ORIGIN) && npm ci --no-audit --no-fund; \
 	else echo "WARNING: no npm: the npm clients' browser tests will skip (CI fails them)"; fi
 

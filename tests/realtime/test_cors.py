@@ -129,13 +129,18 @@ def sessions(server: ServerProcess) -> float:
 CLIENTS = {
     "fetch": "index.html",  # RFC 9725 by hand: fetch and RTCPeerConnection
     "whip-whep": "medooze.html",  # the npm package (medooze's whip.js / whep.js)
+    "eyevinn": "eyevinn.html",  # @eyevinn/whip-web-client and @eyevinn/webrtc-player
+}
+INSTALLED = {  # what `make test-npm-deps` makes for each npm client's page
+    "whip-whep": "node_modules/whip-whep",
+    "eyevinn": "node_modules/.bundle/eyevinn.js",
 }
 
 
 def client_page(client: str) -> str:
     """The test page of `client`; the npm ones need `make test-npm-deps` (CI must have it)."""
     page = CLIENTS[client]
-    if client != "fetch" and not (PAGE_DIR / "node_modules" / client).is_dir():
+    if client in INSTALLED and not (PAGE_DIR / INSTALLED[client]).exists():
         missing = f"{client} is not installed: run `make test-npm-deps`"
         if os.environ.get("CI"):
             pytest.fail(missing)
@@ -164,13 +169,14 @@ async def test_a_page_of_a_listed_origin_publishes_by_whip_and_plays_by_whep(
 
 
 @pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize("client", CLIENTS)
 async def test_without_the_flag_the_browser_refuses_at_the_preflight(
-    browser_page: Page, start_server: StartServer, page_origin: str
+    browser_page: Page, start_server: StartServer, page_origin: str, client: str
 ) -> None:
     server = start_server("--model", "invert")
     console: list[str] = []
     browser_page.on("console", lambda message: console.append(message.text))
-    await browser_page.goto(f"{page_origin}/index.html")
+    await browser_page.goto(f"{page_origin}/{client_page(client)}")
     with pytest.raises(PlaywrightError, match="Failed to fetch"):
         await browser_page.evaluate("publishAndPlay", server.http_url)
     assert any("CORS policy" in line for line in console), console
