@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -40,6 +41,10 @@ class LatestSlot(Generic[T]):
     def peek(self) -> T | None:
         """The item `take` would return."""
         return self._items[0] if self._items else None
+
+    def __iter__(self) -> Iterator[T]:
+        """The items, oldest first, left in place."""
+        return iter(self._items)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -117,7 +117,8 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
 
     async def disconnected() -> None:
         """Returns once the client is gone. While it waits in line, fal's clients send on:
-        the newest requests are kept for the session, the others counted once it starts."""
+        the newest request is kept for the session, the others counted once it starts
+        (one only: the line may be long)."""
         while (message := await websocket.receive())["type"] != "websocket.disconnect":
             early.put(message)
 
@@ -125,7 +126,6 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         server.authorize(credential, None, in_url=in_url, grant=grant)  # before the app
         app = find_app(server, app_id)
         buffering = _max_buffering(websocket.query_params.get("max_buffering"))
-        early = LatestSlot(buffering)
         lease = await server.admit(
             app.model,
             "fal",

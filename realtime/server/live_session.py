@@ -33,6 +33,10 @@ from session.protocol import Hop, MessageType
 from session.session import Message, Output, Session, SessionState
 from session.slots import LatestSlot
 
+UNDECODED_BYTES = 16 * 2**20
+"""The most bytes of images a session keeps waiting for decoding; the newest image
+is kept whatever its size (up to the server's message cap)."""
+
 
 class _Undecoded(NamedTuple):
     """An image as it arrived: its bytes, when, and the client's tag for it."""
@@ -100,6 +104,13 @@ class LiveSession:
         """
         now = time.perf_counter()
         if self._undecoded.put(_Undecoded(data, now, tag)) is not None:
+            self.session.skip_frames(1, now)
+        # A slot of several (fal's max_buffering) holds what its bytes allow.
+        while (
+            len(self._undecoded) > 1
+            and sum(len(image.data) for image in self._undecoded) > UNDECODED_BYTES
+        ):
+            self._undecoded.take()
             self.session.skip_frames(1, now)
         if self._decoder is None or self._decoder.done():
             self._decoder = asyncio.create_task(self._decode_images(reply))
