@@ -14,7 +14,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -119,6 +119,32 @@ def hub_unreachable(endpoint: str) -> str | None:
     except OSError as error:
         why = error.strerror or str(error) or type(error).__name__
         return f"the Hugging Face Hub ({endpoint}) cannot be reached: {why}"
+
+
+def resolve_devices(devices: Sequence[str]) -> list[str]:
+    """The torch devices for `devices`, one worker each: "auto" is every CUDA device
+    (cuda:0, cuda:1, ...) when there is one, else "cpu"; a device named twice is
+    used twice (CPU workers standing in for devices, in tests). ValueError for a
+    name that is not a device, or a CUDA device this machine lacks."""
+    resolved: list[str] = []
+    for device in devices:
+        if device == "auto":
+            count = _cuda_device_count()
+            resolved += [f"cuda:{index}" for index in range(count)] or ["cpu"]
+            continue
+        resolved.append(resolve_device(device))
+        index = device.partition(":")[2]
+        if index and device.startswith("cuda") and int(index) >= _cuda_device_count():
+            raise ValueError(
+                f"there is no {device}: this machine has {_cuda_device_count()} CUDA device(s)"
+            )
+    return resolved
+
+
+def _cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def resolve_device(device: str) -> str:

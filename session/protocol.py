@@ -146,11 +146,17 @@ class Ready:
     params: dict[str, Any]
     random_weights: bool = False
     """The model has random weights (`--random-weights`): its outputs are noise."""
+    worker: str = ""
+    """The worker the session is pinned to for its life, and its device."""
+    device: str = ""
 
     def to_wire(self) -> Wire:
         wire = {"type": MessageType.READY, **_fields(self)}
         if not self.random_weights:
             del wire["random_weights"]  # said only when it is so
+        for placement in ("worker", "device"):
+            if not wire[placement]:
+                del wire[placement]  # a session not pinned by a server (tests of the core)
         return wire
 
 

@@ -139,6 +139,7 @@ class Session:
         self._input_expected_at: float | None = None
         """When the client could first send (`expect_input`); None: not yet."""
         self._first_input_came = False
+        self._placement = ("", "")
         self.log = SessionLog(logger, session_id)
 
     # State
@@ -174,9 +175,11 @@ class Session:
 
     # Events from the transport
 
-    def pin(self) -> None:
-        """Admitted and pinned to a worker, whose model may still be warming."""
+    def pin(self, worker: str = "", device: str = "") -> None:
+        """Admitted and pinned to `worker` (on `device`), whose model may still be warming."""
         assert self._state is SessionState.CONNECTING, self._state
+        self._placement = (worker, device)
+        self.log.info("pinned to %s on %s", worker or "a worker", device or "its device")
         self.state = SessionState.WARMING
 
     def model_ready(self, now: float = 0.0) -> Message:
@@ -193,6 +196,7 @@ class Session:
             self.model.height,
             self.params.snapshot(),
             self.model.random_weights,
+            *self._placement,
         ).to_wire()
 
     def expect_input(self, now: float) -> None:

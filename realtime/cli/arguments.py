@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from realtime.server import origins
@@ -36,6 +37,17 @@ def web_origin(text: str) -> str:
         return origins.web_origin(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def devices(text: str) -> tuple[str, ...]:
+    """A comma-separated list of devices: auto, cpu, cuda or cuda:N (repeats allowed)."""
+    named = tuple(device.strip() for device in text.split(","))
+    for device in named:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise argparse.ArgumentTypeError(
+                f"must be auto, cpu, cuda or cuda:N, comma-separated, got {device!r}"
+            )
+    return named
 
 
 def fal_app(text: str) -> tuple[str, str]:

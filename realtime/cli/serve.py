@@ -9,10 +9,11 @@ import sys
 from types import FrameType
 
 from models.base import ModelEntry
-from models.loading import ModelLoadError
+from models.loading import ModelLoadError, resolve_devices
 from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import (
+    devices,
     fal_app,
     positive_float,
     positive_int,
@@ -108,17 +109,22 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(nothing downloaded); outputs are noise, for measuring speed (default: off)",
     )
     models.add_argument(
+        "--devices",
         "--device",
-        default=DEFAULTS.device,
-        choices=["auto", "cpu", "cuda"],
-        help="where models run; auto takes CUDA when there is one (default: %(default)s)",
+        type=devices,
+        default=DEFAULTS.devices,
+        metavar="auto|cpu|cuda:0,cuda:1,...",
+        help="where models run: a worker per device for each model, and each session pinned "
+        "to the least busy worker of its model; auto is every CUDA device, else the CPU "
+        "(default: auto)",
     )
     models.add_argument(
         "--workers-per-model",
         type=positive_int,
         default=DEFAULTS.workers_per_model,
         metavar="N",
-        help="copies of each model, each on a thread of its own (default: %(default)s)",
+        help="copies of each model on each device, each on a thread of its own "
+        "(default: %(default)s)",
     )
     models.add_argument(
         "--max-batch",
@@ -366,6 +372,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.compile:
         entries = [compiled(entry) for entry in entries]
     registry = {**REGISTRY, **{entry.info.id: entry for entry in entries}}
+    try:
+        resolve_devices(args.devices)
+    except ValueError as error:
+        print(f"realtime serve: --devices: {error}", file=sys.stderr)
+        return 1
     served = {entry.info.id for entry in entries}
     for app, model in args.fal_app:
         if model not in served:
@@ -392,7 +403,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerConfig:
     return ServerConfig(
         models=models,
-        device=args.device,
+        devices=args.devices,
         max_sessions=args.max_sessions,
         queue_timeout_s=args.queue_timeout,
         max_message_bytes=int(args.max_message_mb * 2**20),

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from models.base import ModelEntry, ModelInfo
-from models.loading import resolve_device
+from models.loading import resolve_devices
 from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
 from realtime.server.auth import Access, Scope, credential_of
@@ -56,7 +56,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        device = resolve_device(config.device)
+        devices = resolve_devices(config.devices) * config.workers_per_model
         if config.ice_addresses:
             restrict_host_candidates(config.ice_addresses)
         workers = [
@@ -64,7 +64,7 @@ def create_app(
                 registry[model_id], device, name=f"{model_id}-{n}", max_batch=config.max_batch
             )
             for model_id in config.models
-            for n in range(config.workers_per_model)
+            for n, device in enumerate(devices)
         ]
         pool = WorkerPool(workers, config.max_sessions)
         access = Access(config.api_keys, config.token_secret)
@@ -122,9 +122,8 @@ async def _wait_until_loaded(state: ServerState, on_load_failed: Callable[[], No
                 on_load_failed()
             return
     state.ready.set()
-    logger.info(
-        "ready: serving %s on %s", ", ".join(state.pool.model_ids), state.pool.workers[0].device
-    )
+    devices = sorted({worker.device for worker in state.pool.workers})
+    logger.info("ready: serving %s on %s", ", ".join(state.pool.model_ids), ", ".join(devices))
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -134,6 +133,16 @@ async def healthz(request: Request) -> JSONResponse:
     body: dict[str, object] = {
         "status": status,
         "models": {worker.name: worker.is_loaded for worker in state.pool.workers},
+        "workers": [
+            {
+                "name": worker.name,
+                "model": worker.model_id,
+                "device": worker.device,
+                "loaded": worker.is_loaded,
+                "sessions": state.pool.sessions_on(worker),
+            }
+            for worker in state.pool.workers
+        ],
         "sessions": state.pool.session_count,
         "max_sessions": state.pool.max_sessions,
     }

@@ -18,7 +18,9 @@ from session.limits import SessionLimits
 class ServerConfig:
     models: tuple[str, ...] = (DEFAULT_MODEL,)
     """Models loaded and warmed at start; the first is served when a client names none."""
-    device: str = "auto"
+    devices: tuple[str, ...] = ("auto",)
+    """Where models run: a worker per device for each model (times `workers_per_model`);
+    "auto" is every CUDA device, else the CPU (models.loading.resolve_devices)."""
     max_sessions: int = 8
     """Sessions admitted at once, over all models; one more is refused with close 1013,
     or waits in line when `queue_timeout_s` is set."""

@@ -65,7 +65,7 @@ class LiveSession:
             text_input=text_input,
             buffered_frames=buffered_frames,
         )
-        self.session.pin()
+        self.session.pin(lease.worker.name, lease.worker.device)
         self.lease = lease
         self.worker = lease.worker
         self.meter = lease.meter

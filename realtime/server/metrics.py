@@ -13,7 +13,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -115,21 +115,33 @@ class WorkerCollector(Collector):
         busy = CounterMetricFamily(
             "realtime_worker_busy_seconds",
             "Seconds each worker spent in its model; rate() is its busy ratio.",
-            labels=["worker", "model"],
+            labels=["worker", "model", "device"],
         )
         batches = CounterMetricFamily(
-            "realtime_worker_batches", "Model calls each worker made.", labels=["worker", "model"]
+            "realtime_worker_batches",
+            "Model calls each worker made.",
+            labels=["worker", "model", "device"],
         )
         restarts = CounterMetricFamily(
             "realtime_worker_restarts",
             "Times each worker reloaded its model after repeated failures.",
-            labels=["worker", "model"],
+            labels=["worker", "model", "device"],
         )
         for worker in self.pool.workers:
-            labels = [worker.name, worker.model_id]
+            labels = [worker.name, worker.model_id, worker.device]
             busy.add_metric(labels, worker.busy_seconds)
             batches.add_metric(labels, worker.batches)
             restarts.add_metric(labels, worker.restarts)
+        sessions = GaugeMetricFamily(
+            "realtime_worker_sessions",
+            "Sessions pinned to each worker.",
+            labels=["worker", "model", "device"],
+        )
+        for worker in self.pool.workers:
+            sessions.add_metric(
+                [worker.name, worker.model_id, worker.device], self.pool.sessions_on(worker)
+            )
         yield busy
         yield batches
         yield restarts
+        yield sessions

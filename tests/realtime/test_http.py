@@ -41,7 +41,7 @@ def test_healthz_is_503_while_loading_then_200() -> None:
         return Passthrough()
 
     registry = {"slow-to-load": ModelEntry(SLOW, load)}
-    app = create_app(ServerConfig(models=("slow-to-load",), device="cpu"), registry=registry)
+    app = create_app(ServerConfig(models=("slow-to-load",), devices=("cpu",)), registry=registry)
     with serve_app(app) as url:
         loading = httpx.get(f"{url}/healthz")
         assert loading.status_code == 503
@@ -52,6 +52,15 @@ def test_healthz_is_503_while_loading_then_200() -> None:
         assert httpx.get(f"{url}/healthz").json() == {
             "status": "ok",
             "models": {"slow-to-load-0": True},
+            "workers": [
+                {
+                    "name": "slow-to-load-0",
+                    "model": "slow-to-load",
+                    "device": "cpu",
+                    "loaded": True,
+                    "sessions": 0,
+                }
+            ],
             "sessions": 0,
             "max_sessions": 8,
         }
@@ -63,7 +72,7 @@ def test_a_model_that_fails_to_load_is_reported_and_stops_the_server() -> None:
 
     stopped = threading.Event()
     app = create_app(
-        ServerConfig(models=("slow-to-load",), device="cpu"),
+        ServerConfig(models=("slow-to-load",), devices=("cpu",)),
         registry={"slow-to-load": ModelEntry(SLOW, load)},
         on_load_failed=stopped.set,
     )
@@ -77,7 +86,7 @@ def test_a_model_that_fails_to_load_is_reported_and_stops_the_server() -> None:
 
 def test_models_lists_the_registry_with_what_is_loaded() -> None:
     app = create_app(
-        ServerConfig(models=("invert",), device="cpu"),
+        ServerConfig(models=("invert",), devices=("cpu",)),
         registry={"invert": ModelEntry(INVERT, load_invert), "tiny": REGISTRY["tiny"]},
     )
     with serve_app(app) as url:
@@ -102,7 +111,7 @@ def test_models_lists_the_registry_with_what_is_loaded() -> None:
 
 
 def test_the_web_demo_is_served_at_the_root() -> None:
-    app = create_app(ServerConfig(models=("invert",), device="cpu"))
+    app = create_app(ServerConfig(models=("invert",), devices=("cpu",)))
     with serve_app(app) as url:
         page = httpx.get(f"{url}/")
     assert page.status_code == 200
@@ -110,7 +119,7 @@ def test_the_web_demo_is_served_at_the_root() -> None:
 
 
 def test_plain_http_on_the_websocket_endpoint_is_426_with_a_hint() -> None:
-    app = create_app(ServerConfig(models=("invert",), device="cpu"))
+    app = create_app(ServerConfig(models=("invert",), devices=("cpu",)))
     with serve_app(app) as url:
         answer = httpx.get(f"{url}/v1/stream")
     assert answer.status_code == 426
@@ -121,7 +130,7 @@ def test_plain_http_on_the_websocket_endpoint_is_426_with_a_hint() -> None:
 
 @pytest.mark.parametrize("path", ["/nowhere", "/v1/nowhere", "/v1/models"])
 def test_a_websocket_to_a_path_without_one_is_404(path: str) -> None:
-    app = create_app(ServerConfig(models=("invert",), device="cpu"))
+    app = create_app(ServerConfig(models=("invert",), devices=("cpu",)))
     with serve_app(app) as url:
         ws_url = url.replace("http://", "ws://") + path
         with pytest.raises(InvalidStatus) as refused:

@@ -52,7 +52,7 @@ async def test_metrics_count_sessions_frames_hops_workers_and_refusals(
     for hop in ("decode", "queue", "model", "encode"):
         assert during[key("realtime_hop_seconds_count", hop=hop, model="invert")] == 3
     assert during[key("realtime_refusals_total", reason="unknown_model")] == 1
-    worker = {"model": "invert", "worker": "invert-0"}
+    worker = {"model": "invert", "worker": "invert-0", "device": "cpu"}
     assert during[key("realtime_worker_batches_total", **worker)] == 3
     assert during[key("realtime_worker_busy_seconds_total", **worker)] > 0
     assert during[key("realtime_worker_restarts_total", **worker)] == 0

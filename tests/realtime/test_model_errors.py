@@ -43,7 +43,7 @@ class Flaky:
 @pytest.mark.asyncio
 async def test_a_model_error_names_the_frame_and_the_session_goes_on() -> None:
     app = create_app(
-        ServerConfig(models=("flaky",), device="cpu"),
+        ServerConfig(models=("flaky",), devices=("cpu",)),
         registry={"flaky": ModelEntry(FLAKY, lambda device: Flaky())},
     )
     frame = encode_image(gradient_image(64, 64), "jpeg")

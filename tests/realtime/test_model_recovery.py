@@ -27,7 +27,7 @@ FRAME = encode_image(gradient_image(64, 64), "jpeg")
 async def faulty_server(loader: Loader) -> AsyncIterator[tuple[str, ModelWorker]]:
     """A server of the faulty model, loaded by `loader`; yields its ws URL and its worker."""
     app = create_app(
-        ServerConfig(models=("faulty",), device="cpu"), registry={"faulty": loader.entry()}
+        ServerConfig(models=("faulty",), devices=("cpu",)), registry={"faulty": loader.entry()}
     )
     with serve_app(app) as url:
         await eventually(lambda: httpx.get(f"{url}/healthz").status_code == 200, "healthz")
