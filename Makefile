@@ -11,13 +11,14 @@ TORCH := torch==2.13.0
 .PHONY: serve test lint browser-deps test-npm-deps bench clean lock
 
 # pip installs torch (it finds a local CPU wheel where there is one) and uv, both pinned
-# by the lock; uv then installs the rest, within the lock (a fresh set-up: ~60 s, pip ~90 s).
+# by the lock; uv then installs the rest, within the lock (a fresh set-up: ~60 s, pip ~90 s),
+# with the `cluster` extra (Ray Serve, ~80 MB) for tests/realtime/test_cluster.py.
 # uv keeps the torch already installed, so it never downloads a CUDA build; it compiles
 # bytecode as pip does, or every process would compile what it imports (PYTHONDONTWRITEBYTECODE).
 $(INSTALLED): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --constraint $(LOCK) $(TORCH) uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint $(LOCK) -e '.[test]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint $(LOCK) -e '.[test,cluster]'
 	touch $(INSTALLED)
 
 # The newest releases that pyproject.toml admits (and $(TORCH)), installed in a scratch
@@ -26,7 +27,7 @@ lock:
 	rm -rf $(VENV)-lock
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install --quiet $(TORCH) uv
-	$(VENV)-lock/bin/uv pip install --quiet --python $(VENV)-lock/bin/python -e '.[test]' '$(TORCH)'
+	$(VENV)-lock/bin/uv pip install --quiet --python $(VENV)-lock/bin/python -e '.[test,cluster]' '$(TORCH)'
 	{ echo '# The exact versions the tests passed with, for `pip install --constraint` and'; \
 	  echo '# `uv pip install --constraint` (the Makefile). Made by `make lock`; do not edit.'; \
 	  $(VENV)-lock/bin/pip freeze --exclude-editable | sed 's/^\(torch==[^+]*\)+.*/\1/'; \
