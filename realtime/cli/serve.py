@@ -39,6 +39,11 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "with the web demo at /. Every option shows its default.",
     )
     serve.set_defaults(run=run, command_parser=serve)
+    add_options(serve)
+
+
+def add_options(serve: argparse.ArgumentParser) -> None:
+    """The server's options (`realtime cluster serve` takes them too)."""
     where = serve.add_argument_group("where it listens")
     where.add_argument(
         "--host",
@@ -359,28 +364,10 @@ def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    silence_library_notices()
-    specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
-    try:
-        entries = [
-            _resolve(spec, parser, random_weights=args.random_weights, vae=args.vae)
-            for spec in specs
-        ]
-    except ModelLoadError as error:
-        print(f"realtime serve: {error}", file=sys.stderr)
+    entries = served_models(args, parser)
+    if entries is None:
         return 1
-    if args.compile:
-        entries = [compiled(entry) for entry in entries]
     registry = {**REGISTRY, **{entry.info.id: entry for entry in entries}}
-    try:
-        resolve_devices(args.devices)
-    except ValueError as error:
-        print(f"realtime serve: --devices: {error}", file=sys.stderr)
-        return 1
-    served = {entry.info.id for entry in entries}
-    for app, model in args.fal_app:
-        if model not in served:
-            parser.error(f"--fal-app {app}={model}: {model} is not served; add --model {model}")
     configure_logging(args.log_level, args.log_format)
 
     # Imported here so that `realtime models` and `--help` answer without loading torch.
@@ -398,6 +385,37 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         header_timeout_s=args.header_timeout,
     )
     return serve(server_config(args, tuple(entry.info.id for entry in entries)), registry, listen)
+
+
+def served_models(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, check_devices: bool = True
+) -> list[ModelEntry] | None:
+    """The models the options name, checked with the fal apps (and the devices, when
+    they are this machine's); None (after saying why) when they cannot be served."""
+    silence_library_notices()
+    command = parser.prog
+    specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
+    try:
+        entries = [
+            _resolve(spec, parser, random_weights=args.random_weights, vae=args.vae)
+            for spec in specs
+        ]
+    except ModelLoadError as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return None
+    if args.compile:
+        entries = [compiled(entry) for entry in entries]
+    try:
+        if check_devices:
+            resolve_devices(args.devices)
+    except ValueError as error:
+        print(f"{command}: --devices: {error}", file=sys.stderr)
+        return None
+    served = {entry.info.id for entry in entries}
+    for app, model in args.fal_app:
+        if model not in served:
+            parser.error(f"--fal-app {app}={model}: {model} is not served; add --model {model}")
+    return entries
 
 
 def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerConfig:

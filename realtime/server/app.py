@@ -49,9 +49,12 @@ def create_app(
     *,
     registry: Mapping[str, ModelEntry] = REGISTRY,
     on_load_failed: Callable[[], None] | None = None,
+    warm_first: bool = False,
 ) -> Starlette:
     """Build the app. Models load in the background once it starts, so /healthz
-    answers 503 meanwhile; `on_load_failed` is called if one cannot load."""
+    answers 503 meanwhile; `on_load_failed` is called if one cannot load. With
+    `warm_first`, starting ends only once they are warm, and fails if one cannot load
+    (a Ray Serve replica, which gets requests as soon as it has started)."""
     config = config or ServerConfig()
 
     @asynccontextmanager
@@ -61,7 +64,10 @@ def create_app(
             restrict_host_candidates(config.ice_addresses)
         workers = [
             ModelWorker(
-                registry[model_id], device, name=f"{model_id}-{n}", max_batch=config.max_batch
+                registry[model_id],
+                device,
+                name=f"{config.instance}/{model_id}-{n}" if config.instance else f"{model_id}-{n}",
+                max_batch=config.max_batch,
             )
             for model_id in config.models
             for n, device in enumerate(devices)
@@ -77,6 +83,10 @@ def create_app(
             worker.start()
         loading = asyncio.create_task(_wait_until_loaded(state, on_load_failed))
         try:
+            if warm_first:
+                await loading
+                if state.load_error:
+                    raise RuntimeError(state.load_error)
             yield
         finally:
             loading.cancel()

@@ -1,5 +1,5 @@
-"""`realtime serve --help` explains every option and its default; `realtime models`
-says where each model's weights are."""
+"""`realtime serve --help` (and `realtime cluster serve --help`) explains every option
+and its default; `realtime models` says where each model's weights are."""
 
 from __future__ import annotations
 
@@ -9,20 +9,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from realtime.cli import build_parser
 
 
-def serve_parser() -> argparse.ArgumentParser:
-    parser = build_parser()
-    commands = next(
-        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-    )
-    serve: argparse.ArgumentParser = commands.choices["serve"]
-    return serve
+def subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        commands = next(
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        )
+        parser = commands.choices[name]
+    return parser
 
 
-def test_every_serve_option_has_help_that_shows_its_default() -> None:
-    options = [action for action in serve_parser()._actions if action.option_strings]
+@pytest.mark.parametrize("command", [("serve",), ("cluster", "serve")], ids=" ".join)
+def test_every_serve_option_has_help_that_shows_its_default(command: tuple[str, ...]) -> None:
+    parser = subcommand(build_parser(), *command)
+    options = [action for action in parser._actions if action.option_strings]
     assert len(options) > 20
     for action in options:
         if action.dest == "help":

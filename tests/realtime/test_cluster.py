@@ -1,0 +1,169 @@
+"""`realtime cluster serve`: two Ray Serve replicas of `invert` on a Ray instance the
+command starts on this machine (loopback only), sessions through Ray Serve's proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from support import closed_with, wait_until
+from websockets.exceptions import ConnectionClosed
+
+from frames.codecs import encode_image
+from frames.samples import noise_image
+from realtime.bench.harness import free_port
+from realtime.clients.websocket import FrameOutput, StreamClient
+from session.protocol import CloseCode
+
+SESSIONS_PER_REPLICA = 4
+REPLICA = "ServeReplica:realtime:Replica"
+
+
+@dataclass
+class Cluster:
+    process: subprocess.Popen[str]
+    ws_url: str
+    output: list[str]
+
+    def replica_processes(self) -> list[psutil.Process]:
+        return [
+            child
+            for child in psutil.Process(self.process.pid).children(recursive=True)
+            if REPLICA in " ".join(child.cmdline())
+        ]
+
+
+@pytest.fixture(scope="module")
+def cluster(model_cache: Path) -> Iterator[Cluster]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "REALTIME_CACHE": str(model_cache),
+        "HF_HUB_OFFLINE": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Its own folder for Ray's sockets and logs (a short path: sockets' names are short).
+        "RAY_TMPDIR": tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
+    }
+    args = ["--model", "invert", "--replicas", "2", "--replica-cpus", "0.5"]
+    args += ["--max-sessions", str(SESSIONS_PER_REPLICA), "--decode-threads", "1"]
+    args += ["--ice-address", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "realtime", "cluster", "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
+    reader.start()
+    descendants: list[psutil.Process] = []
+    try:
+        wait_until(
+            lambda: any("serving at" in line for line in output) or process.poll() is not None,
+            "the cluster to serve",
+            timeout=240,
+        )
+        assert process.poll() is None, "".join(output)
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        yield Cluster(process, f"ws://127.0.0.1:{port}", output)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        # Whatever of Ray outlived the command (it stops what it started, normally).
+        for leftover in descendants:
+            with suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        reader.join(10)
+        process.stdout.close()
+
+
+def instance(client: StreamClient) -> str:
+    """The replica holding the session: its workers are named after it."""
+    replica, _, worker = client.ready.worker.partition("/")
+    assert worker == "invert-0", client.ready.worker
+    return replica
+
+
+async def inverted(client: StreamClient) -> None:
+    """One frame through the session, inverted exactly (PNG in and out)."""
+    image = noise_image()
+    await client.send_frame(encode_image(image, "png"))
+    output = await asyncio.wait_for(client.receive(), 30)
+    assert isinstance(output, FrameOutput), output
+    assert np.array_equal(output.pixels(), 255 - image)
+
+
+async def open_sessions(url: str, count: int, stack: AsyncExitStack) -> list[StreamClient]:
+    clients = []
+    for _ in range(count):
+        client = await asyncio.wait_for(StreamClient.connect(url), 60)
+        clients.append(await stack.enter_async_context(client))
+        await client.update_params(output_format="png")
+    return clients
+
+
+@pytest.mark.asyncio
+async def test_sessions_spread_over_the_replicas_and_stay_on_theirs(cluster: Cluster) -> None:
+    async with AsyncExitStack() as stack:
+        clients = await open_sessions(cluster.ws_url, 2 * SESSIONS_PER_REPLICA, stack)
+        # A replica takes no more sessions than it holds: 4 each.
+        spread = Counter(instance(client) for client in clients)
+        assert sorted(spread.values()) == [SESSIONS_PER_REPLICA, SESSIONS_PER_REPLICA], spread
+        for _ in range(3):
+            for client in clients:
+                await inverted(client)
+        assert all(client.ready.device == "cpu" for client in clients)
+
+
+@pytest.mark.asyncio
+async def test_a_dead_replicas_sessions_close_and_new_ones_go_elsewhere(
+    cluster: Cluster,
+) -> None:
+    async with AsyncExitStack() as stack:
+        clients = await open_sessions(cluster.ws_url, 2 * SESSIONS_PER_REPLICA, stack)
+        replicas = cluster.replica_processes()
+        assert len(replicas) == 2, replicas
+        replicas[0].kill()
+        replicas[0].wait(30)
+        # One replica's sessions all close with 1012; the other's go on, exactly as before.
+        lost: dict[str, list[tuple[int, str]]] = {}
+        survived: list[str] = []
+        for client in clients:
+            try:
+                await inverted(client)
+                survived.append(instance(client))
+            except ConnectionClosed:
+                lost.setdefault(instance(client), []).append(await closed_with(client))
+        assert len(lost) == 1, (lost, survived)
+        [(dead, closes)] = lost.items()
+        assert closes == [(CloseCode.SERVICE_RESTART, "replica_lost")] * SESSIONS_PER_REPLICA
+        assert len(survived) == SESSIONS_PER_REPLICA
+        assert dead not in survived
+        for client in clients:
+            if instance(client) != dead:
+                await client.close()
+        # New sessions go to a live replica.
+        newcomers = await open_sessions(cluster.ws_url, 2, stack)
+        for client in newcomers:
+            assert instance(client) != dead
+            await inverted(client)
