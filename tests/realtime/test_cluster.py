@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,15 +17,17 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psutil
 import pytest
-from support import closed_with, wait_until
+from support import closed_with, eventually, wait_until
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
-from frames.samples import noise_image
+from frames.samples import gradient_image, noise_image
 from realtime.bench.harness import free_port
+from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, StreamClient
 from session.protocol import CloseCode
 
@@ -38,6 +41,19 @@ class Cluster:
     ws_url: str
     output: list[str]
 
+    @property
+    def http_url(self) -> str:
+        return self.ws_url.replace("ws://", "http://")
+
+    def sessions(self) -> set[int]:
+        """Sessions on each replica, as their /healthz say (the proxy picks which answers)."""
+        seen: dict[str, int] = {}
+        for _ in range(20):
+            health = httpx.get(f"{self.http_url}/healthz", timeout=10).json()
+            seen[health["workers"][0]["name"]] = health["sessions"]
+        assert len(seen) == 2, seen
+        return set(seen.values())
+
     def replica_processes(self) -> list[psutil.Process]:
         return [
             child
@@ -49,13 +65,14 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(model_cache: Path) -> Iterator[Cluster]:
     port = free_port()
+    ray_folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     env = {
         **os.environ,
         "REALTIME_CACHE": str(model_cache),
         "HF_HUB_OFFLINE": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
         # Its own folder for Ray's sockets and logs (a short path: sockets' names are short).
-        "RAY_TMPDIR": tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
+        "RAY_TMPDIR": ray_folder,
     }
     args = ["--model", "invert", "--replicas", "2", "--replica-cpus", "0.5"]
     args += ["--max-sessions", str(SESSIONS_PER_REPLICA), "--decode-threads", "1"]
@@ -95,6 +112,7 @@ def cluster(model_cache: Path) -> Iterator[Cluster]:
                 leftover.kill()
         reader.join(10)
         process.stdout.close()
+        shutil.rmtree(ray_folder, ignore_errors=True)
 
 
 def instance(client: StreamClient) -> str:
@@ -133,6 +151,29 @@ async def test_sessions_spread_over_the_replicas_and_stay_on_theirs(cluster: Clu
             for client in clients:
                 await inverted(client)
         assert all(client.ready.device == "cpu" for client in clients)
+
+
+@pytest.mark.asyncio
+async def test_webrtc_signals_through_the_proxy_and_streams_from_the_replica(
+    cluster: Cluster,
+) -> None:
+    image = gradient_image()
+    client = await RtcClient.offer(cluster.http_url, camera=CameraTrack(image), model="invert")
+    try:
+        assert client.ready is not None
+        assert client.ready.worker.endswith("/invert-0")
+        # The answer's candidates are the replica's own (--ice-address): media goes there.
+        answer = client.pc.remoteDescription
+        assert answer is not None
+        candidates = [line for line in answer.sdp.splitlines() if line.startswith("a=candidate")]
+        assert candidates
+        assert all(" 127.0.0.1 " in line for line in candidates), candidates
+        for _ in range(3):
+            output = await asyncio.wait_for(client.next_frame(), 30)
+            assert np.abs(output.astype(int) - (255 - image.astype(int))).mean() < 6  # VP8
+    finally:
+        await client.close()
+    await eventually(lambda: cluster.sessions() == {0}, "the session to end")
 
 
 @pytest.mark.asyncio
