@@ -1,10 +1,23 @@
-"""What runs in Ray Serve's HTTP proxy (it imports `middlewares` from
-RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH): a WebSocket whose replica dies gets a close
-frame that says so, where the proxy would drop the connection (1006, no reason).
-Light on purpose: the proxy imports this module, not the server."""
+"""What runs in Ray Serve's HTTP proxy: routing a session's own requests (WHIP's
+DELETE, WHEP) to the replica that holds it, and a clear close for a WebSocket whose
+replica died. The proxy imports `middlewares` from RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
+and `SessionRouter` as the deployment's request router. Light on purpose: the proxy
+imports this module, not the server.
+
+A replica's session ids begin with its replica id and a dot (realtime/server/lease.py).
+`SessionHeader` puts the id of the session a request names in its path into the
+`x-session-id` header (Serve's session header: `PendingRequest.metadata.session_id`),
+and `SessionRouter` sends such a request to that replica; any other request, or one
+whose replica is gone (which answers 404, as for any session it does not hold), is
+routed as Serve's default router would (power of two choices).
+"""
 
 from __future__ import annotations
 
+import re
+
+from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
+from ray.serve.request_router import PendingRequest, RunningReplica
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,17 +25,60 @@ from session.protocol import CloseCode
 
 CALLBACK = f"{__name__}.middlewares"
 """RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH, set where the proxies start."""
+ROUTER = f"{__name__}.SessionRouter"
 
 REPLICA_LOST = "replica_lost"
+SESSION_HEADER = b"x-session-id"
+SESSION_PATH = re.compile(r"^/v1/wh[ie]p/([^/]+)")
 
 
 def middlewares() -> list[Middleware]:
-    return [Middleware(CloseOnReplicaLoss)]
+    return [Middleware(SessionHeader), Middleware(CloseOnReplicaLoss)]
+
+
+def replica_of(session_id: str) -> str | None:
+    replica, dot, _ = session_id.partition(".")
+    return replica if dot else None
+
+
+class SessionRouter(PowerOfTwoChoicesRequestRouter):
+    """A request for a session goes to the replica that holds it."""
+
+    async def choose_replicas(
+        self,
+        candidate_replicas: list[RunningReplica],
+        pending_request: PendingRequest | None = None,
+    ) -> list[list[RunningReplica]]:
+        replica = pending_request and replica_of(pending_request.metadata.session_id)
+        owner = [r for r in candidate_replicas if r.replica_id.unique_id == replica]
+        if owner:
+            return [owner]
+        chosen: list[list[RunningReplica]] = await super().choose_replicas(
+            candidate_replicas, pending_request
+        )
+        return chosen
+
+
+class SessionHeader:
+    """`x-session-id`: the session a WHIP or WHEP path names (none for other paths)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != SESSION_HEADER]
+            named = SESSION_PATH.match(scope["path"])
+            if named:
+                headers.append((SESSION_HEADER, named.group(1).encode()))
+            scope = {**scope, "headers": headers}
+        await self._app(scope, receive, send)
 
 
 class CloseOnReplicaLoss:
     """Closes with 1012 (service restart) a WebSocket the replica accepted and then
-    left without a close: its replica died, and a new session goes to another one."""
+    left without a close: its replica died (the proxy would drop the connection: 1006,
+    no reason), and a new session goes to another one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -52,10 +108,5 @@ class CloseOnReplicaLoss:
             await self._app(scope, watched_receive, watched_send)
         finally:
             if open_:
-                await send(
-                    {
-                        "type": "websocket.close",
-                        "code": CloseCode.SERVICE_RESTART,
-                        "reason": REPLICA_LOST,
-                    }
-                )
+                close = {"code": CloseCode.SERVICE_RESTART, "reason": REPLICA_LOST}
+                await send({"type": "websocket.close", **close})

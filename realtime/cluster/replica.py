@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from models.base import ModelEntry
 from models.registry import REGISTRY
+from realtime.cluster import proxy
 from realtime.server.app import create_app
 from realtime.server.config import ServerConfig
 
@@ -49,6 +50,8 @@ class Replicas:
             "max_ongoing_requests": max_sessions,
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
             "graceful_shutdown_timeout_s": self.shutdown_timeout_s,
+            # A session's WHIP and WHEP requests go to its replica (proxy.py).
+            "request_router_config": {"request_router_class": proxy.ROUTER},
         }
         if self.max_count is None:
             options["num_replicas"] = self.count

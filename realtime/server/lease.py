@@ -22,3 +22,7 @@ class Lease:
     decoder: Executor
     release: Callable[[], None]
     owner: Identity
+    session_id: str
+    """Unique on the server; a cluster replica's begin with its instance name and a dot,
+    so that the Serve proxy can route a session's WHIP/WHEP requests to its replica
+    (realtime/cluster/proxy.py)."""

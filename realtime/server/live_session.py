@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import NamedTuple
@@ -58,7 +57,7 @@ class LiveSession:
         buffered_frames: int = 1,
     ) -> None:
         self.session = Session(
-            uuid.uuid4().hex[:12],
+            lease.session_id,
             lease.worker.entry.info,
             limits,
             time.perf_counter(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
@@ -218,7 +219,10 @@ class ServerState:
             meter.released()
             self._queue_moved.fire()
 
-        return Lease(worker, meter, self.decoder, release, identity)
+        session_id = uuid.uuid4().hex[:12]
+        if self.config.instance:
+            session_id = f"{self.config.instance}.{session_id}"
+        return Lease(worker, meter, self.decoder, release, identity, session_id)
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let

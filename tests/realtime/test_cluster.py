@@ -171,6 +171,15 @@ async def test_webrtc_signals_through_the_proxy_and_streams_from_the_replica(
         for _ in range(3):
             output = await asyncio.wait_for(client.next_frame(), 30)
             assert np.abs(output.astype(int) - (255 - image.astype(int))).mean() < 6  # VP8
+        # WHEP viewers of the session reach its replica, whichever the proxy would pick.
+        assert client.session_id is not None
+        assert client.session_id.startswith(client.ready.worker.split("/")[0] + ".")
+        async with AsyncExitStack() as viewers:
+            for _ in range(4):
+                viewer = await RtcClient.whep(cluster.http_url, client.session_id)
+                viewers.push_async_callback(viewer.close)
+                output = await asyncio.wait_for(viewer.next_frame(), 30)
+                assert np.abs(output.astype(int) - (255 - image.astype(int))).mean() < 6
     finally:
         await client.close()
     await eventually(lambda: cluster.sessions() == {0}, "the session to end")
