@@ -247,3 +247,16 @@ def test_an_idle_session_ends_without_an_error_and_the_client_reconnects(
     assert len(run.of("open")) == len(run.of("token")) == 2
     for result in run.of("result"):
         assert_inverts(result, camera[2])
+
+
+def test_close_ends_the_session_cleanly(
+    node: str, server: ServerProcess, camera: list[Path], tmp_path: Path
+) -> None:
+    send = {"image_file": str(camera[3]), "request_id": "only"}
+    run = run_client(node, server, tmp_path, steps=[{"send": send, "await": True}])
+    (result,) = run.of("result")
+    assert_inverts(result, camera[3])
+    # `connection.close()` sends a close frame without a code; the server answers 1000,
+    # the only code the client does not report as an error.
+    assert [event["event"] for event in run.closing] == ["close"]
+    assert run.closing[0]["code"] == 1000
