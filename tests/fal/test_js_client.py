@@ -260,3 +260,59 @@ def test_close_ends_the_session_cleanly(
     # the only code the client does not report as an error.
     assert [event["event"] for event in run.closing] == ["close"]
     assert run.closing[0]["code"] == 1000
+
+
+def test_a_session_outlives_its_token_while_the_client_refreshes_it(
+    node: str, server: ServerProcess, camera: list[Path], tmp_path: Path
+) -> None:
+    camera_flow = {
+        "frames": [str(camera[0])],
+        "inputs": {},
+        "interval_ms": 100,
+        "duration_ms": 3000,
+    }
+    run = run_client(node, server, tmp_path, token_expiration=1, camera=camera_flow)
+    first_token = run.of("token")[0]["t"]
+    # The client fetched a new token each 0.9 s, for its next connection: the token is
+    # checked when the session opens, and the session goes on past its expiry.
+    assert len(run.of("token")) >= 2
+    assert len(run.of("open")) == 1
+    assert run.of("error") == []
+    assert any(result["t"] > first_token + 2000 for result in run.of("result"))
+
+
+DEMO = {  # what fal's camera demo sends with each frame (camera-turbo/page.tsx)
+    "prompt": "a picture of george clooney, elegant, in a suit, 8k, uhd",
+    "num_inference_steps": 3,
+    "strength": 0.6,
+    "guidance_scale": 1,
+    "seed": 6252023,
+}
+DRAWING_DEMO = {  # its drawing demo's (realtime/page.tsx); model_name, image_size: no effect
+    "prompt": "a moon in a night sky",
+    "model_name": "runwayml/stable-diffusion-v1-5",
+    "image_size": "square",
+    "num_inference_steps": 4,
+    "seed": 6252023,
+}
+
+
+def test_fal_demos_inputs_as_they_are_make_images_that_follow_the_prompt(
+    node: str, server: ServerProcess, camera: list[Path], tmp_path: Path
+) -> None:
+    frame = {"image_file": str(camera[0])}
+    requests = [DEMO, DEMO, {**DEMO, "prompt": "a green forest"}, DRAWING_DEMO]
+    run = run_client(
+        node,
+        server,
+        tmp_path,
+        app=OTHER_APP,  # `tiny`, whose prompt changes its images
+        token_apps=["fast-lcm-diffusion"],
+        steps=[{"send": {**inputs, **frame}, "await": True} for inputs in requests],
+    )
+    assert run.of("error") == []
+    results = run.of("result")
+    assert [result["seed"] for result in results] == [6252023] * 4
+    images = [decode_image(Path(result["file"]).read_bytes()).astype(int) for result in results]
+    assert np.array_equal(images[0], images[1])  # the same request, twice
+    assert np.abs(images[0] - images[2]).mean() > 1.0  # another prompt

@@ -3,8 +3,9 @@
 // per event (token, open, sent, result, error, close, summary) for the test to read.
 //
 // The plan: {"server": "http://127.0.0.1:PORT", "key": KEY, "app": APP,
-//   "token_apps": [alias], "token_expiration": s, "token_delay_ms": ms,
-//   "out": DIR (each result's image is written there as REQUEST_ID.jpg),
+//   "token_apps": [alias], "token_expiration": s (asked of the server, and when the
+//   client refreshes: at 90% of it), "token_delay_ms": ms (a token handed over late),
+//   "out": DIR (each result's image is written there as REQUEST_ID.jpg, or resultN.jpg),
 //   "camera": {"frames": [JPEG files], "inputs": {...}, "interval_ms": 16, "duration_ms": 3000},
 //   "steps": [{"send": {...inputs, "image_file": F, "image_text": T}, "await": true,
 //              "sleep_ms": ms, "close": true}, ...],
@@ -92,7 +93,7 @@ const connection = fal.realtime.connect(plan.app, {
     results += 1;
     const [image] = result.images ?? [];
     const id = result.request_id;
-    const file = image && plan.out && id != null ? join(plan.out, `${id}.jpg`) : null;
+    const file = image && plan.out ? join(plan.out, `${id ?? `result${results}`}.jpg`) : null;
     if (file) writeFileSync(file, image.content);
     const latency = sentAt.has(id) ? Math.round((performance.now() - sentAt.get(id)) * 10) / 10 : null;
     emit({
@@ -104,6 +105,7 @@ const connection = fal.realtime.connect(plan.app, {
       content_type: image?.content_type,
       width: image?.width,
       height: image?.height,
+      seed: result.seed,
       timings: result.timings,
       latency_ms: latency,
       file,
