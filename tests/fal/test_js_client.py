@@ -37,19 +37,22 @@ MODEL_SIZE = 256  # invert's: it fits each 512x512 camera frame to it
 def node() -> str:
     """Node, with the client installed by `make test-npm-deps` (CI must have both)."""
     node = shutil.which("node")
-    missing = (
-        "node is not installed"
-        if node is None
-        else "@fal-ai/client is not installed: run `make test-npm-deps`"
-        if not (JS / "node_modules" / "@fal-ai" / "client").is_dir()
-        else None
-    )
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    assert node is not None
-    return node
+    if node is None:
+        missing = "node is not installed"
+    elif (version := node_version(node)) < (18,):  # @fal-ai/client's engines
+        missing = f"node {'.'.join(map(str, version))} is too old: @fal-ai/client needs 18"
+    elif not (JS / "node_modules" / "@fal-ai" / "client").is_dir():
+        missing = "@fal-ai/client is not installed: run `make test-npm-deps`"
+    else:
+        return node
+    if os.environ.get("CI"):
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
+def node_version(node: str) -> tuple[int, ...]:
+    answer = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
+    return tuple(int(part) for part in answer.stdout.strip().lstrip("v").split("."))
 
 
 @pytest.fixture(scope="module")
