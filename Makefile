@@ -65,14 +65,17 @@ browser-deps:
 		fi; \
 	fi
 
-# Third-party WHIP/WHEP clients for the cross-origin browser tests (tests/realtime/test_cors.py);
-# npm ci ends by bundling the eyevinn ones (package.json's `prepare`: esbuild), its last output.
-CROSS_ORIGIN := tests/realtime/cross_origin
-NPM_BUNDLE := $(CROSS_ORIGIN)/node_modules/.bundle/eyevinn.js
-test-npm-deps: $(NPM_BUNDLE)
-$(NPM_BUNDLE): $(CROSS_ORIGIN)/package-lock.json $(CROSS_ORIGIN)/package.json $(CROSS_ORIGIN)/eyevinn.js
-	@if command -v npm >/dev/null; then cd $(CROSS_ORIGIN) && npm ci --no-audit --no-fund; \
-	else echo "WARNING: no npm: the npm clients' browser tests will skip (CI fails them)"; fi
+# The npm packages the tests drive, each pinned by its package-lock.json: third-party
+# WHIP/WHEP clients for the cross-origin browser tests (tests/realtime/test_cors.py; npm ci
+# ends by bundling the eyevinn ones: package.json's `prepare`, esbuild), and fal's
+# realtime client under Node (tests/fal/test_js_client.py). A stamp marks each done.
+NPM_DIRS := tests/realtime/cross_origin tests/fal/js
+NPM_STAMP := node_modules/.npm-ci
+test-npm-deps: $(NPM_DIRS:%=%/$(NPM_STAMP))
+%/$(NPM_STAMP): %/package-lock.json %/package.json
+	@if command -v npm >/dev/null; then cd $* && npm ci --no-audit --no-fund && touch $(NPM_STAMP); \
+	else echo "WARNING: no npm: the tests of the npm clients in $* will skip (CI fails them)"; fi
+tests/realtime/cross_origin/$(NPM_STAMP): tests/realtime/cross_origin/eyevinn.js
 
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.codecs

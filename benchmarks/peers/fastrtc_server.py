@@ -60,8 +60,8 @@ def build_app() -> FastAPI:
     app = FastAPI()
     stream.mount(app)
 
-    # FastAPI is in the peer venv only: to mypy in the project's it is Any.
-    @app.post("/input_hook")  # type: ignore[untyped-decorator]
+    # FastAPI is typed where the cluster extra (Ray Serve) brings it, else Any to mypy.
+    @app.post("/input_hook")  # type: ignore[untyped-decorator,unused-ignore]
     async def input_hook(body: InputHook) -> dict[str, str]:
         # The handler's one argument is the frame; fastrtc puts it in place of the first input.
         stream.set_input(body.webrtc_id, None)

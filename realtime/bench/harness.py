@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,14 +36,16 @@ class ServerProcess:
     process: subprocess.Popen[str]
     port: int
     log: list[str] = field(default_factory=list)
+    certfile: str | None = None
+    """Its TLS certificate (`--ssl-certfile`): it serves https and wss, trusted through this."""
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.certfile else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self.certfile else 'ws'}://127.0.0.1:{self.port}"
 
     @property
     def is_ready(self) -> bool:
@@ -52,8 +56,10 @@ class ServerProcess:
 
     def health(self) -> dict[str, Any]:
         """GET /healthz: status, models and open sessions; {} when it does not answer."""
+        trusted = ssl.create_default_context(cafile=self.certfile) if self.certfile else None
         try:
-            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5) as response:
+            url = f"{self.http_url}/healthz"
+            with urllib.request.urlopen(url, timeout=5, context=trusted) as response:
                 health: dict[str, Any] = orjson.loads(response.read())
                 return health
         except urllib.error.HTTPError as error:  # 503 while loading: the body says why
@@ -96,7 +102,8 @@ def running_server(
     """`realtime serve SERVE_ARGS` on 127.0.0.1 at `port` (default: a free one), WebRTC
     candidates on `ice_addresses` only (none: the server's default), with `env` added
     to this process's environment and its log also written to `log_file`; entered once
-    it is listening with its models warm, stopped (drained) on exit."""
+    it is listening with its models warm, stopped (drained) on exit. With
+    `--ssl-certfile CERT` in SERVE_ARGS its URLs are https and wss, trusting CERT."""
     port = port or free_port()
     command = [sys.executable, "-m", "realtime", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), *serve_args]
@@ -108,7 +115,9 @@ def running_server(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    server = ServerProcess(process, port)
+    options = dict(itertools.pairwise(serve_args))  # each arg and the next
+    certfile = options.get("--ssl-certfile")
+    server = ServerProcess(process, port, certfile=certfile)
     ready = threading.Event()
     with contextlib.ExitStack() as stack:
         copy = stack.enter_context(log_file.open("w")) if log_file is not None else None

@@ -15,6 +15,11 @@ peer never reads. `FlowControlledWebSocket` is that protocol with both bounded:
   does not complete within CLOSE_TIMEOUT_S is an abort: a refused or ended
   connection cannot hold its socket and buffer by not reading.
 
+It also answers a peer's close frame that carries no code (what a browser's or
+`ws`'s `close()` sends) with 1000, where websockets echoes the empty frame, which
+the peer reads as 1005: fal's JS client reports every code but 1000 as an error,
+its own `connection.close()` included (docs/fal.md).
+
 Its transport is wrapped in a `ReadGate`, because the protocol pauses and
 resumes reading in several places of its own; the gate keeps reading paused
 while either reason holds.
@@ -26,6 +31,9 @@ import asyncio
 from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 CLOSE_TIMEOUT_S = 3.0
 """How long a closing connection waits for the peer's close reply, and then for its
@@ -95,16 +103,29 @@ class ReadGate(asyncio.Transport):
             self._transport.resume_reading()
 
 
+class NormalClosing(ServerProtocol):
+    """websockets' server protocol, answering a close frame without a code with 1000
+    rather than an empty echo (RFC 6455 has a reply echo the code "typically"). What
+    the peer sent stays the code received (1005)."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and not frame.data and self.state is State.OPEN:
+            self.send_close(CloseCode.NORMAL_CLOSURE)  # then no echo: we sent a close
+        super().recv_frame(frame)
+
+
 class FlowControlledWebSocket(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, with reading paused while the peer does
-    not take what we write, and closes bounded by CLOSE_TIMEOUT_S (module docstring).
-    Give it to uvicorn as `ws=FlowControlledWebSocket`."""
+    not take what we write, closes bounded by CLOSE_TIMEOUT_S, and a close without a
+    code answered with 1000 (module docstring). Give it to uvicorn as
+    `ws=FlowControlledWebSocket`."""
 
     transport: ReadGate
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.close_timeout = CLOSE_TIMEOUT_S
+        self.conn.__class__ = NormalClosing  # the protocol uvicorn made, as configured
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         gate = ReadGate(cast(asyncio.Transport, transport), self.loop, CLOSE_TIMEOUT_S)

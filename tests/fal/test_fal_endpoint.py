@@ -257,6 +257,7 @@ async def test_max_buffering_keeps_the_newest_requests_and_counts_the_rest(
     async with fal_connect(server, query=f"?max_buffering={buffering}") as websocket:
         # r1 holds the model for 1.5 s, while r2 ... r8 arrive.
         await send(websocket, image_bytes=jpeg(), delay_ms=1500, request_id="r1")
+        await asyncio.sleep(0.5)  # r1 in the model (sent at once, a newer one would replace it)
         for n in range(2, 9):
             await send(websocket, image_bytes=jpeg(), request_id=f"r{n}")
         results = [await receive(websocket) for _ in range(1 + len(kept))]

@@ -284,6 +284,16 @@ async def test_a_plain_websockets_client_gets_ready(server: ServerProcess) -> No
         assert message["model"] == "invert"
 
 
+async def test_a_close_without_a_code_is_answered_with_1000(server: ServerProcess) -> None:
+    """What a browser's `close()` sends. An echo of it reads as 1005 at the client, which
+    fal's JS client reports as an error (tests/fal/test_js_client.py)."""
+    async with connect(server.ws_url + "/v1/stream") as raw:
+        assert orjson.loads(await raw.recv())["type"] == "ready"
+        await raw.close(code=None)  # type: ignore[arg-type]  # websockets sends no code then
+        assert raw.protocol.close_rcvd is not None
+        assert raw.protocol.close_rcvd.code == 1000
+
+
 async def test_images_arriving_faster_than_they_decode_are_dropped_not_queued(
     server: ServerProcess,
 ) -> None:
