@@ -1,5 +1,6 @@
 """A `realtime serve` child process on loopback: the one harness that `realtime bench
---serve`, the benchmarks and the tests start servers with.
+--serve`, the benchmarks and the tests start servers with (and `running_cluster`, a
+`realtime cluster serve` one).
 
     with running_server("--model", "invert") as server:
         ... server.http_url, server.ws_url, server.log, server.health() ...
@@ -10,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -127,6 +131,66 @@ def running_server(
             yield server
         finally:
             server.stop()
+
+
+@dataclass
+class ClusterProcess(ServerProcess):
+    """A `realtime cluster serve` child process, leading a process group with the Ray
+    instance it started; `port` is the Serve proxy's."""
+
+    ray_folder: str = ""
+
+    @property
+    def is_ready(self) -> bool:
+        """Its replicas started, with their models warm (as its log says)."""
+        return any("realtime cluster serve: serving at" in line for line in self.log)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM (it removes its deployment and stops Ray), then SIGKILL to whatever
+        of its process group is left (Ray's processes, replacement replicas included)."""
+        super().stop(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.ray_folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_cluster(
+    *serve_args: str,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    ice_addresses: Sequence[str] = ("127.0.0.1",),
+) -> Iterator[ClusterProcess]:
+    """`realtime cluster serve SERVE_ARGS` with a Ray instance of its own on this machine
+    (in a fresh folder, no usage stats), the Serve proxy on 127.0.0.1 at `port` (default:
+    a free one), WebRTC candidates on `ice_addresses`; entered once it serves, stopped
+    with all of Ray on exit."""
+    port = port or free_port()
+    # Short: Ray's socket paths must fit in 107 bytes.
+    ray_folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    command = [sys.executable, "-m", "realtime", "cluster", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), *serve_args]
+    command += [option for address in ice_addresses for option in ("--ice-address", address)]
+    ray_env = {"RAY_TMPDIR": ray_folder, "RAY_USAGE_STATS_ENABLED": "0"}
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **ray_env, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    cluster = ClusterProcess(process, port, ray_folder=ray_folder)
+    ready = threading.Event()
+    threading.Thread(target=_follow_log, args=(cluster, ready, None), daemon=True).start()
+    try:
+        if not ready.wait(startup_timeout_s) or not cluster.is_ready:
+            tail = "\n".join(cluster.log[-80:])
+            raise RuntimeError(f"realtime cluster serve did not start:\n{tail}")
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _follow_log(server: ServerProcess, ready: threading.Event, copy: IO[str] | None) -> None:

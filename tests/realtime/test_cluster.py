@@ -4,16 +4,11 @@ command starts on this machine (loopback only), sessions through Ray Serve's pro
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +16,12 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from support import closed_with, eventually, wait_until
+from support import closed_with, eventually
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
 from frames.samples import gradient_image, noise_image
-from realtime.bench.harness import free_port
+from realtime.bench.harness import ClusterProcess, running_cluster
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, StreamClient
 from session.protocol import CloseCode
@@ -37,13 +32,15 @@ REPLICA = "ServeReplica:realtime:Replica"
 
 @dataclass
 class Cluster:
-    process: subprocess.Popen[str]
-    ws_url: str
-    output: list[str]
+    server: ClusterProcess
+
+    @property
+    def ws_url(self) -> str:
+        return self.server.ws_url
 
     @property
     def http_url(self) -> str:
-        return self.ws_url.replace("ws://", "http://")
+        return self.server.http_url
 
     def sessions(self) -> set[int]:
         """Sessions on each replica, as their /healthz say (the proxy picks which answers)."""
@@ -57,63 +54,19 @@ class Cluster:
     def replica_processes(self) -> list[psutil.Process]:
         return [
             child
-            for child in psutil.Process(self.process.pid).children(recursive=True)
+            for child in psutil.Process(self.server.process.pid).children(recursive=True)
             if REPLICA in " ".join(child.cmdline())
         ]
 
 
 @pytest.fixture(scope="module")
 def cluster(model_cache: Path) -> Iterator[Cluster]:
-    port = free_port()
-    ray_folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {
-        **os.environ,
-        "REALTIME_CACHE": str(model_cache),
-        "HF_HUB_OFFLINE": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Its own folder for Ray's sockets and logs (a short path: sockets' names are short).
-        "RAY_TMPDIR": ray_folder,
-    }
+    """2 replicas of `invert`, each holding 4 sessions, on a Ray instance of their own."""
+    env = {"REALTIME_CACHE": str(model_cache), "HF_HUB_OFFLINE": "1"}
     args = ["--model", "invert", "--replicas", "2", "--replica-cpus", "0.5"]
     args += ["--max-sessions", str(SESSIONS_PER_REPLICA), "--decode-threads", "1"]
-    args += ["--ice-address", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "realtime", "cluster", "serve", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output: list[str] = []
-    assert process.stdout is not None
-    reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
-    reader.start()
-    descendants: list[psutil.Process] = []
-    try:
-        wait_until(
-            lambda: any("serving at" in line for line in output) or process.poll() is not None,
-            "the cluster to serve",
-            timeout=240,
-        )
-        assert process.poll() is None, "".join(output)
-        yield Cluster(process, f"ws://127.0.0.1:{port}", output)
-    finally:
-        with suppress(psutil.NoSuchProcess):
-            descendants = psutil.Process(process.pid).children(recursive=True)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        # Whatever of Ray outlived the command (it stops what it started, normally).
-        for leftover in descendants:
-            with suppress(psutil.NoSuchProcess):
-                leftover.kill()
-        reader.join(10)
-        process.stdout.close()
-        shutil.rmtree(ray_folder, ignore_errors=True)
+    with running_cluster(*args, env=env, startup_timeout_s=240) as server:
+        yield Cluster(server)
 
 
 def instance(client: StreamClient) -> str:
