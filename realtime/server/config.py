@@ -71,7 +71,7 @@ class ServerConfig:
     """What each session may send, and for how long (session/limits.py)."""
     instance: str = ""
     """This server's name among several serving one address (a Ray Serve replica's id:
-    realtime/cluster.py), prefixed to its workers' names, so that `ready`, /healthz and
+    realtime/cluster/replica.py), prefixed to its workers' names, so that `ready`, /healthz and
     /metrics say which instance holds a session. Empty: a lone server."""
 
     @property
