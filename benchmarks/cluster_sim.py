@@ -570,15 +570,20 @@ def pool_row(result: Result) -> list[str]:
     ]
 
 
+def clock(hour: float) -> str:
+    minutes = round(hour * 60) % (24 * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def scenario_line(s: Scenario) -> str:
     d = s.demand
     return (
         f"{s.gpus} GPUs at most, {s.slots} slots each (>= {s.min_fps:g} fps at "
         f"{s.gpu.ms_per_frame:g} ms/frame, batch gain {s.gpu.batch_gain:g} at "
-        f"{s.gpu.max_batch}); {s.hours:g} h from {s.start_hour:g}:00 after "
+        f"{s.gpu.max_batch}); {s.hours:g} h from {clock(s.start_hour)} after "
         f"{s.warmup_s / 60:g} min of warm-up; arrivals peak {d.peak_rate:g}/s at "
-        f"{d.peak_hour:g}:00, trough {d.peak_rate / d.peak_to_trough:g}/s, surge x{d.surge:g} "
-        f"for {d.surge_s / 60:g} min at {d.surge_hour:g}:00; durations lognormal median "
+        f"{clock(d.peak_hour)}, trough {d.peak_rate / d.peak_to_trough:g}/s, surge x{d.surge:g} "
+        f"for {d.surge_s / 60:g} min at {clock(d.surge_hour)}; durations lognormal median "
         f"{d.median_s / 60:g} min, sigma {d.sigma:g} (mean {d.mean_duration() / 60:.1f} min); "
         f"wait timeout {s.wait_timeout_s:g} s; autoscaling target {s.target:g} x slots, "
         f"up after {s.upscale_delay_s:g} s, down after {s.downscale_delay_s:g} s, cold start "
