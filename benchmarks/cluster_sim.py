@@ -1,7 +1,7 @@
 """A thousand GPUs, simulated: sessions on a daily curve, routing, autoscaling, warm pools.
 
     .venv/bin/python -m benchmarks.cluster_sim                      # 1,000 GPUs, 15:30-17:30
-    .venv/bin/python -m benchmarks.cluster_sim --gpus 8 --peak-rate 0.15 --hours 24
+    .venv/bin/python -m benchmarks.cluster_sim --gpus 10 --peak-rate 0.15 --hours 24 --start-hour 0
     .venv/bin/python -m benchmarks.cluster_sim --policy pow2 --warm-pool 0,4,16
 
 A discrete-event simulation (no GPU, no server; stdlib `heapq` and `random`,

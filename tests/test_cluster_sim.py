@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks.cluster_sim import Demand, Gpu, Result, Scenario, percentile, report, simulate
+from benchmarks.cluster_sim import (
+    Demand,
+    Gpu,
+    Result,
+    Scenario,
+    parse_args,
+    percentile,
+    report,
+    simulate,
+)
 
 
 def scenario(gpus: int, peak_rate: float, **changes: Any) -> Scenario:
@@ -78,3 +87,13 @@ def test_the_same_seed_gives_the_same_tables() -> None:
     assert report(base, ["random", "pow2"], [0, 2]) == tables
     assert report(replace(base, seed=2), ["random", "pow2"], [0, 2]) != tables
     assert tables.count("| random |") == 1 and tables.count("| pow2 |") == 1
+
+
+def test_the_command_line_builds_the_scenario() -> None:
+    argv = ["--gpus", "3", "--policy", "random", "--policy", "least", "--warm-pool", "2,0"]
+    argv += ["--surge", "1", "--ms-per-frame", "20", "--seed", "7"]
+    base, policies, pools = parse_args(argv)
+    assert (base.gpus, base.policy, base.warm_pool, base.seed) == (3, "random", 2, 7)
+    assert policies == ["random", "least"] and pools == [2, 0]
+    assert base.demand.surge == 1 and base.gpu.ms_per_frame == 20
+    assert base.slots == Gpu(ms_per_frame=20).slots(base.min_fps) < Scenario().slots
