@@ -12,6 +12,7 @@ Each runs as a module from the repository root, `python -m benchmarks.NAME --hel
 - `soak`: minutes of session churn against one server, watching it for leaks.
 - `models`: each diffusion family's ms per frame in-process, random weights.
 - `peers`: ours against an aiortc-example passthrough and fastrtc, over WebRTC.
+- `cluster_sim`: up to 1,000 GPUs simulated: routing policies, autoscaling, warm pools.
 
 Servers run through `realtime.bench.harness.running_server`; tables print through
 `realtime.bench.table`.
