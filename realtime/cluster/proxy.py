@@ -60,13 +60,14 @@ class SessionRouter(PowerOfTwoChoicesRequestRouter):
 
 
 class SessionHeader:
-    """`x-session-id`: the session a WHIP or WHEP path names (none for other paths)."""
+    """`x-session-id`: the session a WHIP or WHEP path names (none for other paths: a
+    client's own is dropped, so that it cannot pin its requests to a replica)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             headers = [(k, v) for k, v in scope["headers"] if k.lower() != SESSION_HEADER]
             named = SESSION_PATH.match(scope["path"])
             if named:
