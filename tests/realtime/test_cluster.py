@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from faulty_models import Loader
 from support import closed_with, eventually
 from websockets.exceptions import ConnectionClosed
 
@@ -24,6 +25,8 @@ from frames.samples import gradient_image, noise_image
 from realtime.bench.harness import ClusterProcess, running_cluster
 from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, StreamClient
+from realtime.server.app import create_app
+from realtime.server.config import ServerConfig
 from session.protocol import CloseCode
 
 SESSIONS_PER_REPLICA = 4
@@ -92,6 +95,30 @@ async def open_sessions(url: str, count: int, stack: AsyncExitStack) -> list[Str
         clients.append(await stack.enter_async_context(client))
         await client.update_params(output_format="png")
     return clients
+
+
+@pytest.mark.asyncio
+async def test_a_replicas_app_starts_once_its_models_are_warm() -> None:
+    """`warm_first`: Serve sends a replica requests as soon as its app has started."""
+    config = ServerConfig(models=("faulty",), devices=("cpu",))
+    app = create_app(config, registry={"faulty": Loader().entry()}, warm_first=True)
+    async with app.router.lifespan_context(app):
+        assert app.state.server.ready.is_set()
+    broken = Loader([RuntimeError("no weights here")])
+    app = create_app(config, registry={"faulty": broken.entry()}, warm_first=True)
+    with pytest.raises(RuntimeError, match="no weights here"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+def test_a_model_that_cannot_load_fails_the_deployment(model_cache: Path) -> None:
+    """Before the cluster of the tests below starts: one Ray instance at a time."""
+    env = {"REALTIME_CACHE": str(model_cache), "HF_HUB_OFFLINE": "1"}
+    args = ["--model", "invert", "--devices", "cuda:7", "--replica-cpus", "0.5"]
+    with pytest.raises(RuntimeError) as failed, running_cluster(*args, env=env):
+        pass
+    assert "there is no cuda:7" in str(failed.value)
+    assert "realtime cluster serve: Deploying application realtime failed" in str(failed.value)
 
 
 @pytest.mark.asyncio
