@@ -83,15 +83,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        return _run(args, parser)
-    except KeyboardInterrupt:
-        return 130
-
-
-def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+    return serve_command.run_quietly(_run, args, parser)
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 from models.base import ModelEntry
@@ -350,11 +351,19 @@ def add_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+Command = Callable[[argparse.Namespace, argparse.ArgumentParser], int]
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    # Until the server takes the signals over, SIGTERM exits 0 and Ctrl-C 130, quietly.
+    return run_quietly(_run, args, parser)
+
+
+def run_quietly(command: Command, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`command`, where until the server takes the signals over SIGTERM exits 0 and
+    Ctrl-C 130, quietly."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        return _run(args, parser)
+        return command(args, parser)
     except KeyboardInterrupt:
         return 130
 

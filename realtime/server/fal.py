@@ -28,12 +28,12 @@ from starlette.types import Message as ASGIMessage
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from frames.frame import ImageFormat
-from realtime.server.auth import credential_of, fal_app_grant
+from realtime.server.auth import fal_app_grant
 from realtime.server.live_session import LiveSession
 from realtime.server.responses import error_response
 from realtime.server.state import ClientGone, ServerState
 from realtime.server.tokens import lifetime, token_request
-from realtime.server.websocket import WebSocketStream, json_text
+from realtime.server.websocket import WebSocketStream, json_text, websocket_credential
 from session import fal_protocol
 from session.errors import BadMessage, NotFound, StreamError
 from session.protocol import CloseCode, MessageType
@@ -82,13 +82,10 @@ def app_table(overrides: Mapping[str, str]) -> dict[str, str]:
 
 def find_app(server: ServerState, app_id: str) -> FalApp:
     """The app at `app_id`, or NotFound naming what is served."""
-    model = app_table(server.config.fal_apps).get(app_id)
+    table = app_table(server.config.fal_apps)
+    model = table.get(app_id)
     if model is None or model not in server.pool.model_ids:
-        served = sorted(
-            app
-            for app, runs in app_table(server.config.fal_apps).items()
-            if runs in server.pool.model_ids
-        )
+        served = sorted(app for app, runs in table.items() if runs in server.pool.model_ids)
         why = "is not in the app table" if model is None else f"runs {model!r}, not served here"
         raise NotFound(
             f"fal app {app_id!r} {why}; this server runs: {', '.join(served) or 'none'}"
@@ -107,11 +104,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     server: ServerState = websocket.app.state.server
     app_id = websocket.path_params["app"]
     await websocket.accept()
-    # fal's JS client cannot set headers: its token comes in the query.
-    credential = credential_of(websocket.headers.get("authorization"))
-    in_url = credential is None
-    if in_url:
-        credential = websocket.query_params.get("fal_jwt_token")
+    credential, in_url = websocket_credential(websocket, "fal_jwt_token")
     grant = fal_app_grant(alias_of(app_id))
     early: LatestSlot[ASGIMessage] = LatestSlot()
 
@@ -148,22 +141,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     # where fal's clients expect one result per request (`LiveSession.request_image`).
     live = LiveSession(lease, server.config.limits, buffered_frames=buffering)
     live.log.info("fal app %s", app.id)
-    stream = FalStream(websocket, live, app, early)
-    server.streams.add(stream)
-    try:
-        await stream.run(server.ready)
-    except WebSocketDisconnect:
-        pass
-    except Exception:
-        live.log.exception("internal error")
-        with contextlib.suppress(Exception):
-            await websocket.send_text(
-                json_text(fal_protocol.error("INTERNAL_ERROR", "internal error"))
-            )
-            await websocket.close(CloseCode.NORMAL, reason="internal error")
-    finally:
-        server.streams.discard(stream)
-        live.close()
+    await FalStream(websocket, live, app, early).serve(server)
 
 
 def _max_buffering(value: str | None) -> int:
@@ -264,6 +242,12 @@ class FalStream(WebSocketStream):
 
     def _close_code(self, cause: StreamError) -> int:
         return CloseCode.NORMAL
+
+    async def _close_on_internal_error(self) -> None:
+        """As fal's own server does: its code, then a normal close."""
+        failure = fal_protocol.error("INTERNAL_ERROR", "internal error")
+        await self.websocket.send_text(json_text(failure))
+        await self.websocket.close(CloseCode.NORMAL, reason="internal error")
 
 
 def _decode(data: bytes | None, text: str | None) -> object:

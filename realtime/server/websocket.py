@@ -34,11 +34,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     server: ServerState = websocket.app.state.server
     model_id = websocket.query_params.get("model", server.config.default_model)
     await websocket.accept()
-    # Browsers cannot set headers on a WebSocket: they bring a token in the query.
-    credential = credential_of(websocket.headers.get("authorization"))
-    in_url = credential is None
-    if in_url:
-        credential = websocket.query_params.get("token")
+    credential, in_url = websocket_credential(websocket, "token")
 
     async def report_position(position: int) -> None:
         await _send_message(websocket, Queued(position).to_wire())
@@ -74,19 +70,17 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await websocket.close(close_code(error.code), reason=error.code)
         return
     live = LiveSession(lease, server.config.limits, text_input=text_input)
-    stream = WebSocketStream(websocket, live)
-    server.streams.add(stream)
-    try:
-        await stream.run(server.ready)
-    except WebSocketDisconnect:
-        pass  # the client left while we were sending: an ordinary end
-    except Exception:
-        live.log.exception("internal error")
-        with contextlib.suppress(Exception):
-            await websocket.close(CloseCode.INTERNAL_ERROR, reason="internal error")
-    finally:
-        server.streams.discard(stream)
-        live.close()
+    await WebSocketStream(websocket, live).serve(server)
+
+
+def websocket_credential(websocket: WebSocket, query_name: str) -> tuple[str | None, bool]:
+    """The credential of a WebSocket handshake, and whether it came in the URL: browsers
+    (and fal's JS client) cannot set headers on a WebSocket, so they bring a token in
+    the query parameter `query_name`."""
+    credential = credential_of(websocket.headers.get("authorization"))
+    if credential is not None:
+        return credential, False
+    return websocket.query_params.get(query_name), True
 
 
 class WebSocketStream:
@@ -94,6 +88,25 @@ class WebSocketStream:
         self.websocket = websocket
         self.live = live
         self._send_lock = asyncio.Lock()
+
+    async def serve(self, server: ServerState) -> None:
+        """Run the session to its end, known to `server` for shutdown meanwhile; an
+        internal error closes the connection. Closes the LiveSession."""
+        server.streams.add(self)
+        try:
+            await self.run(server.ready)
+        except WebSocketDisconnect:
+            pass  # the client left while we were sending: an ordinary end
+        except Exception:
+            self.live.log.exception("internal error")
+            with contextlib.suppress(Exception):
+                await self._close_on_internal_error()
+        finally:
+            server.streams.discard(self)
+            self.live.close()
+
+    async def _close_on_internal_error(self) -> None:
+        await self.websocket.close(CloseCode.INTERNAL_ERROR, reason="internal error")
 
     async def run(self, model_ready: asyncio.Event) -> None:
         """Stream until the client disconnects or the session passes a limit."""
