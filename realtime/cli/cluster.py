@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -65,6 +66,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(default: half of --max-sessions)",
     )
     ray.add_argument(
+        "--autoscale",
+        type=autoscaling_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --max-replicas: any other field of Ray Serve's autoscaling_config, "
+        "e.g. upscale_delay_s=5 or downscale_delay_s=120 (repeatable; default: Serve's)",
+    )
+    ray.add_argument(
         "--replica-cpus",
         type=non_negative_float,
         default=1.0,
@@ -82,6 +92,18 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve_command.add_options(serve)
 
 
+def autoscaling_option(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value as JSON where it parses (numbers), else as text; Serve
+    checks both when the application is deployed."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return serve_command.run_quietly(_run, args, parser)
 
@@ -93,6 +115,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 1
     if args.max_replicas is not None and args.max_replicas < args.min_replicas:
         parser.error("--max-replicas must be at least --min-replicas")
+    if args.autoscale and args.max_replicas is None:
+        parser.error("--autoscale needs --max-replicas")
     configure_logging(args.log_level, args.log_format)
     try:
         import ray
@@ -112,6 +136,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         num_cpus=args.replica_cpus,
         num_gpus=args.replica_gpus,
         shutdown_timeout_s=args.shutdown_timeout,
+        autoscaling=dict(args.autoscale),
     )
     # The proxies import it when they start: on a Ray instance started here, they inherit
     # it; on a cluster, set it where `ray start` runs (docs/architecture.md).
@@ -150,9 +175,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        # The replicas drain (their sessions hear `closing`) while the proxies stay up.
+        serve.delete(APP_NAME)
         if local:
             serve.shutdown()  # type: ignore[no-untyped-call]
-        else:
-            serve.delete(APP_NAME)
         ray.shutdown()
     return 130 if interrupted else 0

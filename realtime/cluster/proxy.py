@@ -9,11 +9,17 @@ A replica's session ids begin with its replica id and a dot (realtime/server/lea
 `x-session-id` header (Serve's session header: `PendingRequest.metadata.session_id`),
 and `SessionRouter` sends such a request to that replica; any other request, or one
 whose replica is gone (which answers 404, as for any session it does not hold), is
-routed as Serve's default router would (power of two choices).
+routed as Serve's default router would (power of two choices), among the replicas with
+a free session slot. Serve counts a replica's ongoing requests, so its WebSockets, but
+not its WebRTC sessions (whose requests end with the answer): each replica reports its
+free slots in its routing stats (`Replica.record_routing_stats`, every second), and only
+when none has one does a request go to a full replica (which refuses it, 503, or puts a
+WebSocket in its waiting line).
 """
 
 from __future__ import annotations
 
+import random
 import re
 
 from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
@@ -27,6 +33,7 @@ CALLBACK = f"{__name__}.middlewares"
 """RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH, set where the proxies start."""
 ROUTER = f"{__name__}.SessionRouter"
 
+FREE_SESSIONS = "free_sessions"
 REPLICA_LOST = "replica_lost"
 SESSION_HEADER = b"x-session-id"
 SESSION_PATH = re.compile(r"^/v1/wh[ie]p/([^/]+)")
@@ -42,7 +49,8 @@ def replica_of(session_id: str) -> str | None:
 
 
 class SessionRouter(PowerOfTwoChoicesRequestRouter):
-    """A request for a session goes to the replica that holds it."""
+    """A request for a session goes to the replica that holds it; any other, to a
+    replica with a free session slot if there is one."""
 
     async def choose_replicas(
         self,
@@ -53,6 +61,11 @@ class SessionRouter(PowerOfTwoChoicesRequestRouter):
         owner = [r for r in candidate_replicas if r.replica_id.unique_id == replica]
         if owner:
             return [owner]
+        with_room = [r for r in candidate_replicas if r.routing_stats.get(FREE_SESSIONS, 1) > 0]
+        if with_room and len(with_room) < len(candidate_replicas):
+            # Two of them, whose queues Serve then compares (its own choice draws from
+            # all replicas, whatever the candidates).
+            return [random.sample(with_room, min(2, len(with_room)))]
         chosen: list[list[RunningReplica]] = await super().choose_replicas(
             candidate_replicas, pending_request
         )

@@ -16,15 +16,14 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from cluster_sessions import instance, inverted, open_sessions
 from faulty_models import Loader
 from support import closed_with, eventually
 from websockets.exceptions import ConnectionClosed
 
-from frames.codecs import encode_image
-from frames.samples import gradient_image, noise_image
+from frames.samples import gradient_image
 from realtime.bench.harness import ClusterProcess, running_cluster
 from realtime.clients.webrtc import CameraTrack, RtcClient
-from realtime.clients.websocket import FrameOutput, StreamClient
 from realtime.server.app import create_app
 from realtime.server.config import ServerConfig
 from session.protocol import CloseCode
@@ -70,31 +69,6 @@ def cluster(model_cache: Path) -> Iterator[Cluster]:
     args += ["--max-sessions", str(SESSIONS_PER_REPLICA), "--decode-threads", "1"]
     with running_cluster(*args, env=env, startup_timeout_s=240) as server:
         yield Cluster(server)
-
-
-def instance(client: StreamClient) -> str:
-    """The replica holding the session: its workers are named after it."""
-    replica, _, worker = client.ready.worker.partition("/")
-    assert worker == "invert-0", client.ready.worker
-    return replica
-
-
-async def inverted(client: StreamClient) -> None:
-    """One frame through the session, inverted exactly (PNG in and out)."""
-    image = noise_image()
-    await client.send_frame(encode_image(image, "png"))
-    output = await asyncio.wait_for(client.receive(), 30)
-    assert isinstance(output, FrameOutput), output
-    assert np.array_equal(output.pixels(), 255 - image)
-
-
-async def open_sessions(url: str, count: int, stack: AsyncExitStack) -> list[StreamClient]:
-    clients = []
-    for _ in range(count):
-        client = await asyncio.wait_for(StreamClient.connect(url), 60)
-        clients.append(await stack.enter_async_context(client))
-        await client.update_params(output_format="png")
-    return clients
 
 
 @pytest.mark.asyncio
@@ -166,6 +140,28 @@ async def test_webrtc_signals_through_the_proxy_and_streams_from_the_replica(
     finally:
         await client.close()
     await eventually(lambda: cluster.sessions() == {0}, "the session to end")
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's, when imported
+async def test_new_webrtc_sessions_go_to_replicas_with_room(cluster: Cluster) -> None:
+    """A WebRTC session's requests end with the answer, so Serve's count of a replica's
+    requests misses it; the replicas' own count of free slots (their routing stats,
+    every second) keeps offers away from a full one."""
+    from realtime.cluster.replica import ROUTING_STATS_PERIOD_S
+
+    peers: list[RtcClient] = []
+    try:
+        for _ in range(2 * SESSIONS_PER_REPLICA):
+            camera = CameraTrack(gradient_image(64, 64), fps=5)
+            offer = RtcClient.offer(cluster.http_url, camera=camera, model="invert")
+            peers.append(await asyncio.wait_for(offer, 60))  # not refused: 503
+            await asyncio.sleep(2 * ROUTING_STATS_PERIOD_S)  # the routers hear of it
+        spread = Counter(peer.ready.worker.split("/")[0] for peer in peers if peer.ready)
+        assert sorted(spread.values()) == [SESSIONS_PER_REPLICA, SESSIONS_PER_REPLICA], spread
+    finally:
+        await asyncio.gather(*(peer.close() for peer in peers))
+    await eventually(lambda: cluster.sessions() == {0}, "the sessions to end")
 
 
 @pytest.mark.asyncio
