@@ -124,8 +124,21 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ImportError:
         print(f"{parser.prog}: needs Ray Serve: pip install 'realtime[cluster]'", file=sys.stderr)
         return 1
+    from ray.serve.config import AutoscalingConfig
+
     from realtime.cluster import proxy
     from realtime.cluster.replica import APP_NAME, Replicas, application
+
+    flagged = {"min_replicas", "max_replicas", "target_ongoing_requests"}
+    for key, _ in args.autoscale:
+        if key in flagged:
+            parser.error(f"--autoscale {key}: set it with its own flag (see --help)")
+        if key not in AutoscalingConfig.model_fields:
+            known = ", ".join(sorted(set(AutoscalingConfig.model_fields) - flagged))
+            parser.error(
+                f"--autoscale {key}: Ray Serve's autoscaling_config has no such "
+                f"field; it has {known}"
+            )
 
     config = serve_command.server_config(args, tuple(entry.info.id for entry in entries))
     replicas = Replicas(
@@ -158,7 +171,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         interrupted = interrupted or sig == signal.SIGINT
         stop.set()
 
-    app = application(config, {entry.info.id: entry for entry in entries}, replicas)
+    try:
+        app = application(config, {entry.info.id: entry for entry in entries}, replicas)
+    except ValueError as error:  # Serve's check of the options, such as --autoscale's values
+        parser.error(str(error))
     try:
         serve.start(http_options=http_options)
         try:

@@ -221,13 +221,23 @@ def test_replica_options_are_serves() -> None:
         assert deployment.max_ongoing_requests == 8
 
 
-def test_cluster_serve_checks_its_replica_counts() -> None:
-    counts = ["--min-replicas", "3", "--max-replicas", "2"]
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["--min-replicas", "3", "--max-replicas", "2"], "--max-replicas must be at least"),
+        (["--autoscale", "upscale_delay_s=1"], "--autoscale needs --max-replicas"),
+        (["--max-replicas", "2", "--autoscale", "soon"], "expected KEY=VALUE, got 'soon'"),
+        (["--max-replicas", "2", "--autoscale", "bogus=1"], "--autoscale bogus: Ray Serve's"),
+        (["--max-replicas", "2", "--autoscale", "max_replicas=3"], "with its own flag"),
+        (["--max-replicas", "2", "--autoscale", "upscale_delay_s=x"], "upscale_delay_s"),
+    ],
+)
+def test_cluster_serve_checks_its_replica_options(options: list[str], error: str) -> None:
     refused = subprocess.run(
-        [sys.executable, "-m", "realtime", "cluster", "serve", *counts],
+        [sys.executable, "-m", "realtime", "cluster", "serve", "--model", "invert", *options],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert refused.returncode == 2
-    assert "--max-replicas must be at least --min-replicas" in refused.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert error in refused.stderr
