@@ -1,18 +1,19 @@
 """`realtime cluster serve --max-replicas`: Ray Serve's autoscaler adds a replica when the
 sessions pass their target and removes one when they fall, and the sessions of the one
 it removes are drained as SIGTERM drains the plain server's: `closing`, the frame that
-was in the model, then 1001."""
+was in the model, then 1001; and so are the last replica's on the command's own SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 from cluster_sessions import instance, inverted, open_sessions
-from support import eventually
+from support import closed_with, eventually
 from websockets.exceptions import ConnectionClosed
 
 from frames.codecs import encode_image
@@ -122,4 +123,13 @@ async def test_the_autoscaler_adds_a_replica_and_one_it_removes_drains_its_sessi
             [newcomer] = await open_sessions(server.ws_url, 1, stack)
             assert instance(newcomer) == instance(survivor)
             await inverted(newcomer)
-        assert replicas_answering(server.http_url) == {instance(survivor)}
+            assert replicas_answering(server.http_url) == {instance(survivor)}
+
+            # SIGTERM to `realtime cluster serve`: it removes the application, so the
+            # last replica drains too, while the proxy still carries its sessions.
+            server.process.send_signal(signal.SIGTERM)
+            for client in (survivor, newcomer):
+                message = await asyncio.wait_for(client.receive(), 60)
+                assert isinstance(message, Closing) and message.code == "shutting_down"
+                assert await closed_with(client) == (CloseCode.GOING_AWAY, "shutting_down")
+            assert await asyncio.to_thread(server.process.wait, 120) == 0
