@@ -72,7 +72,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         metavar="KEY=VALUE",
         help="with --max-replicas: any other field of Ray Serve's autoscaling_config, "
-        "e.g. upscale_delay_s=5 or downscale_delay_s=120 (repeatable; default: Serve's)",
+        "e.g. upscale_delay_s=5 or downscale_delay_s=120; repeatable (default: Serve's own)",
     )
     ray.add_argument(
         "--replica-cpus",

@@ -38,9 +38,13 @@ Reply = dict[str, Any]
 def server(start_server: StartServer, certificate: Certificate) -> ServerProcess:
     apps = [f"{INVERT_APP}=invert", f"{TINY_APP}=tiny", f"{OTHER_APP}=invert"]
     mappings = [option for app in apps for option in ("--fal-app", app)]
+    # A long header timeout: twice on a loaded CI machine, fal's client found its
+    # connection closed with no answer, the server having logged a 10 s header timeout
+    # (cause not found; the failure message below carries the server's log).
     return start_server(
-        "--model", "invert", "--model", "tiny", "--api-key", KEY, *certificate.serve_args, *mappings
-    )
+        "--model", "invert", "--model", "tiny", "--api-key", KEY, "--header-timeout", "60",
+        *certificate.serve_args, *mappings,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,8 @@ def run_program(
         env=env,
         timeout=120,
     )
-    assert done.returncode == 0, done.stderr
+    server_log = "\n".join(server.log[-40:])
+    assert done.returncode == 0, f"{done.stderr}\nthe server's log ends:\n{server_log}"
     replies: list[list[Reply]] = json.loads(done.stdout)
     return replies
 
@@ -202,14 +207,17 @@ def test_max_buffering_keeps_that_many_requests_waiting(
     max_buffering: int | None,
     kept: list[str],
 ) -> None:
-    # r1 holds the model for 1.5 s while r2 ... r8 arrive: the newest wait, the rest drop.
-    # (r1 itself drops too where the burst comes before the model takes it.)
+    # The first request the model takes holds it for 1.5 s (delay_ms stays set) while
+    # the rest arrive: the newest wait, the rest drop. That is r1, or a later one where
+    # the burst pushed r1 out before the model took it.
     steps = [send(images[0], delay_ms=1500, request_id="r1")]
     steps += [send(images[0], request_id=f"r{n}") for n in range(2, 9)]
     steps += [{"receive": True, "until": "r8"}]
     plan = session(use_jwt=False, max_buffering=max_buffering, steps=steps)  # None: the default
     (replies,) = run_program(server, certificate, plan)
     results = [reply["result"]["request_id"] for reply in replies]
-    assert results in (["r1", *kept], kept)
+    first, waited = results[: -len(kept)], results[-len(kept) :]
+    assert waited == kept, results
+    assert len(first) <= 1 and all(int(r[1:]) < int(kept[0][1:]) for r in first), results
     assert replies[-1]["result"]["dropped_frames"] == 8 - len(results)
     assert_inverted(replies[-1], images[0])
