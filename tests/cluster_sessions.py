@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from typing import Any
 
+import httpx
 import numpy as np
 
 from frames.codecs import encode_image
 from frames.samples import noise_image
 from realtime.clients.websocket import FrameOutput, StreamClient
+
+
+def replica_health(http_url: str) -> dict[str, dict[str, Any]]:
+    """The /healthz of each replica the proxy routes to, by replica id (the proxy picks
+    which answers, so ask 20 times)."""
+    seen = {}
+    for _ in range(20):
+        health = httpx.get(f"{http_url}/healthz", timeout=10).json()
+        seen[health["workers"][0]["name"].partition("/")[0]] = health
+    return seen
 
 
 def instance(client: StreamClient) -> str:

@@ -12,11 +12,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import psutil
 import pytest
-from cluster_sessions import instance, inverted, open_sessions
+from cluster_sessions import instance, inverted, open_sessions, replica_health
 from faulty_models import Loader
 from support import closed_with, eventually
 from websockets.exceptions import ConnectionClosed
@@ -45,13 +44,10 @@ class Cluster:
         return self.server.http_url
 
     def sessions(self) -> set[int]:
-        """Sessions on each replica, as their /healthz say (the proxy picks which answers)."""
-        seen: dict[str, int] = {}
-        for _ in range(20):
-            health = httpx.get(f"{self.http_url}/healthz", timeout=10).json()
-            seen[health["workers"][0]["name"]] = health["sessions"]
+        """Sessions on each replica, as their /healthz say."""
+        seen = replica_health(self.http_url)
         assert len(seen) == 2, seen
-        return set(seen.values())
+        return {health["sessions"] for health in seen.values()}
 
     def replica_processes(self) -> list[psutil.Process]:
         return [

@@ -10,9 +10,8 @@ import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import httpx
 import pytest
-from cluster_sessions import instance, inverted, open_sessions
+from cluster_sessions import instance, inverted, open_sessions, replica_health
 from support import closed_with, eventually
 from websockets.exceptions import ConnectionClosed
 
@@ -30,15 +29,6 @@ FAST_METRICS = {
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
 }
-
-
-def replicas_answering(http_url: str) -> set[str]:
-    """The replicas the proxy routes to, as their /healthz name them."""
-    seen = set()
-    for _ in range(20):
-        health = httpx.get(f"{http_url}/healthz", timeout=10).json()
-        seen.add(health["workers"][0]["name"].partition("/")[0])
-    return seen
 
 
 async def stream(
@@ -74,7 +64,7 @@ async def test_the_autoscaler_adds_a_replica_and_one_it_removes_drains_its_sessi
                 await inverted(client)  # a first frame, or they would be closed as idle
             # Once it is up, the proxy sends requests to it: it has fewer going on.
             await eventually(
-                lambda: replicas_answering(server.http_url) - {old}, "a second replica", 180
+                lambda: set(replica_health(server.http_url)) - {old}, "a second replica", 180
             )
             # A new session goes to the replica with room: the new one.
             [late] = await open_sessions(server.ws_url, 1, stack)
@@ -123,7 +113,7 @@ async def test_the_autoscaler_adds_a_replica_and_one_it_removes_drains_its_sessi
             [newcomer] = await open_sessions(server.ws_url, 1, stack)
             assert instance(newcomer) == instance(survivor)
             await inverted(newcomer)
-            assert replicas_answering(server.http_url) == {instance(survivor)}
+            assert set(replica_health(server.http_url)) == {instance(survivor)}
 
             # SIGTERM to `realtime cluster serve`: it removes the application, so the
             # last replica drains too, while the proxy still carries its sessions.
