@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
 from realtime.server.auth import Access, Scope, credential_of
 from realtime.server.bodies import Endpoint, reads_body
+from realtime.server.codec_threads import CodecThreads
 from realtime.server.config import ServerConfig
 from realtime.server.fal import issue_fal_token
 from realtime.server.fal import realtime_endpoint as fal_realtime
@@ -76,8 +76,8 @@ def create_app(
         access = Access(config.api_keys, config.token_secret)
         if access.is_open:
             logger.warning("no API key configured: anyone who can reach this server may use it")
-        decoder = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
-        state = ServerState(config, registry, pool, Metrics(pool), access, decoder)
+        codec_threads = CodecThreads(config.decode_threads)
+        state = ServerState(config, registry, pool, Metrics(pool), access, codec_threads)
         app.state.server = state
         for worker in workers:
             worker.start()
@@ -92,7 +92,7 @@ def create_app(
             loading.cancel()
             await asyncio.gather(*(peer.close() for peer in list(state.peers.values())))
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
-            decoder.shutdown(wait=False, cancel_futures=True)
+            codec_threads.shutdown()
 
     # Who may use what: docs/protocol.md's table. Sessions check their credential (and
     # the token's model) when admitted; /healthz and the web demo are public.

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from realtime.server.auth import Identity
+from realtime.server.codec_threads import CodecThreads
 from realtime.server.metrics import SessionMeter
 from realtime.server.worker import ModelWorker
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A session's slot: the worker it is pinned to, the server's decode pool and the
+    """A session's slot: the worker it is pinned to, the server's codec threads and the
     session's meter, until `release`; `owner`, who opened it, is the only one who may
     act on it (watch it, end it)."""
 
     worker: ModelWorker
     meter: SessionMeter
-    decoder: Executor
+    codec_threads: CodecThreads
     release: Callable[[], None]
     owner: Identity
     session_id: str

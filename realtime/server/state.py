@@ -7,12 +7,12 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from models.base import ModelEntry
 from realtime.server.auth import Access, Identity, Scope, model_grant
+from realtime.server.codec_threads import CodecThreads
 from realtime.server.config import ServerConfig
 from realtime.server.ended import Ended
 from realtime.server.lease import Lease
@@ -67,9 +67,9 @@ class ServerState:
     pool: WorkerPool[ModelWorker]
     metrics: Metrics
     access: Access
-    decoder: Executor
-    """Decodes every session's input images: threads of their own, so that decoding
-    cannot take those of asyncio's default executor (encoding and the rest)."""
+    codec_threads: CodecThreads
+    """Decode every session's input images and encode its outputs: `--decode-threads`
+    of them, what the codecs may take of the CPUs whatever the clients send."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once every configured model is loaded and warm."""
     load_error: str | None = None
@@ -222,7 +222,7 @@ class ServerState:
         session_id = uuid.uuid4().hex[:12]
         if self.config.instance:
             session_id = f"{self.config.instance}.{session_id}"
-        return Lease(worker, meter, self.decoder, release, identity, session_id)
+        return Lease(worker, meter, self.codec_threads, release, identity, session_id)
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let
