@@ -161,7 +161,7 @@ class RtcClient:
         """The next frame of the generated video."""
         frame = await (await self._video).recv()
         assert isinstance(frame, av.VideoFrame)
-        return video_frame_to_pixels(frame, frame.width, frame.height)
+        return video_frame_to_pixels(frame)
 
     async def close(self) -> None:
         await self.pc.close()

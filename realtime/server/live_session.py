@@ -23,7 +23,7 @@ import av
 
 from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
 from frames.frame import Frame, Pixels
-from frames.video import video_frame_to_pixels
+from frames.video import VideoFrameScaler
 from realtime.server.lease import Lease
 from session.errors import StreamError
 from session.jobs import JobResult
@@ -74,6 +74,8 @@ class LiveSession:
         self._undecoded: LatestSlot[_Undecoded] = LatestSlot(buffered_frames)
         """The newest images not yet decoded."""
         self._decoder: asyncio.Task[None] | None = None
+        self._scaler: VideoFrameScaler | None = None
+        """Converts a WebRTC session's video frames, one at a time."""
         self._released = False
         self._deadlines_moved = asyncio.Event()
         self.log = self.session.log
@@ -134,8 +136,9 @@ class LiveSession:
         """A decoded video frame arrived, overtaking `skipped` older ones."""
         now = time.perf_counter()
         self.session.skip_frames(skipped, now)
-        info = self.session.model
-        await self._receive(partial(video_frame_to_pixels, frame, info.width, info.height), now)
+        if self._scaler is None:
+            self._scaler = VideoFrameScaler(self.session.model.width, self.session.model.height)
+        await self._receive(partial(self._scaler, frame), now)
 
     async def _receive(
         self, decode: Callable[[], Pixels], received_at: float, tag: object = None

@@ -18,6 +18,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import av
@@ -33,7 +34,7 @@ from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
 from frames.frame import Pixels
-from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame
+from frames.video import VIDEO_TIME_BASE, Yuv420Converter, yuv420p_to_video_frame
 from realtime.ice import rtc_configuration
 from realtime.server.config import ServerConfig
 from realtime.server.live_session import LiveSession
@@ -49,17 +50,18 @@ CONTROL_HIGH_WATER = 256 * 1024
 
 
 class LatestOutput:
-    """The newest output pixels of a session, watched by any number of tracks."""
+    """The newest output of a session as yuv420p planes (`Yuv420Converter`), watched by
+    any number of tracks."""
 
     def __init__(self) -> None:
-        self.pixels: Pixels | None = None
+        self.planes: Pixels | None = None
         self.version = 0
         self.closed = False
         self._changed = asyncio.Condition()
 
-    async def publish(self, pixels: Pixels) -> None:
+    async def publish(self, planes: Pixels) -> None:
         async with self._changed:
-            self.pixels = pixels
+            self.planes = planes
             self.version += 1
             self._changed.notify_all()
 
@@ -77,10 +79,10 @@ class LatestOutput:
                     self._changed.wait_for(lambda: self.closed or self.version > version),
                     timeout,
                 )
-            await self._changed.wait_for(lambda: self.closed or self.pixels is not None)
-            if self.closed or self.pixels is None:
+            await self._changed.wait_for(lambda: self.closed or self.planes is not None)
+            if self.closed or self.planes is None:
                 raise MediaStreamError
-            return self.pixels, self.version
+            return self.planes, self.version
 
 
 class OutputTrack(MediaStreamTrack):
@@ -108,7 +110,7 @@ class OutputTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        pixels, version = await self.outputs.newer_than(self._version, REPEAT_AFTER_S)
+        planes, version = await self.outputs.newer_than(self._version, REPEAT_AFTER_S)
         if version == self._version:
             self.repeated += 1
         else:
@@ -119,7 +121,7 @@ class OutputTrack(MediaStreamTrack):
         now = time.perf_counter()
         if self._started_at is None:
             self._started_at = now
-        return pixels_to_video_frame(pixels, round((now - self._started_at) / VIDEO_TIME_BASE))
+        return yuv420p_to_video_frame(planes, round((now - self._started_at) / VIDEO_TIME_BASE))
 
 
 async def newest_frame(track: MediaStreamTrack) -> tuple[av.VideoFrame, int]:
@@ -158,6 +160,7 @@ class PeerSession:
         self.config = config
         self.configuration = rtc_configuration(config.ice_servers)
         self.outputs = LatestOutput()
+        self._to_yuv420p = Yuv420Converter()
         self.viewers: dict[str, RTCPeerConnection] = {}
         self._on_closed = on_closed
         self._on_viewer_left = on_viewer_left
@@ -267,7 +270,8 @@ class PeerSession:
             output = await self.live.next_output()
             message = self.live.session.output_message(output)
             if output.pixels is not None:
-                await self.outputs.publish(output.pixels)
+                to_yuv = partial(self._to_yuv420p, output.pixels)
+                await self.outputs.publish(await self.live.lease.codec_threads.run(to_yuv))
             self.live.output_sent(output)
             # Frame metadata is advisory on WebRTC: skip it rather than queue it.
             backed_up = (

@@ -166,19 +166,21 @@ async def test_a_params_change_on_the_control_channel_changes_the_output(
         server.http_url, camera=CameraTrack(gradient_image(), fps=15), model="tiny"
     )
 
-    async def settled_frame() -> npt.NDArray[np.float64]:
-        # Skip what was made before the change took effect, then average a few frames.
-        for _ in range(8):
-            await asyncio.wait_for(client.next_frame(), FRAME_TIMEOUT_S)
+    async def average_frame() -> npt.NDArray[np.float64]:
         frames = [await asyncio.wait_for(client.next_frame(), FRAME_TIMEOUT_S) for _ in range(3)]
         average: npt.NDArray[np.float64] = np.mean(frames, axis=0)
         return average
 
     try:
-        before = await settled_frame()
+        for _ in range(8):  # the encoder's first frames, at a low quality
+            await asyncio.wait_for(client.next_frame(), FRAME_TIMEOUT_S)
+        before = await average_frame()
         params = await client.update_params(prompt="a neon city at night", seed=99)
         assert params["prompt"] == "a neon city at night"
-        after = await settled_frame()
+        # The frames queued meanwhile (more on a busy machine) were made before it.
+        changes: list[float] = []
+        while len(changes) < 20 and max(changes, default=0.0) <= 3:
+            changes.append(float(np.abs(await average_frame() - before).mean()))
     finally:
         await client.close()
-    assert np.abs(after - before).mean() > 3
+    assert max(changes) > 3, changes
