@@ -26,6 +26,7 @@ from realtime.server.codec_threads import CodecThreads
 from realtime.server.config import ServerConfig
 from realtime.server.fal import issue_fal_token
 from realtime.server.fal import realtime_endpoint as fal_realtime
+from realtime.server.loop_lag import measure_loop_lag
 from realtime.server.metrics import Metrics
 from realtime.server.origins import OpenServerGuard, cors
 from realtime.server.responses import error_response
@@ -82,6 +83,7 @@ def create_app(
         for worker in workers:
             worker.start()
         loading = asyncio.create_task(_wait_until_loaded(state, on_load_failed))
+        lag = asyncio.create_task(measure_loop_lag(state.metrics.loop_lag))
         try:
             if warm_first:
                 await loading
@@ -90,6 +92,7 @@ def create_app(
             yield
         finally:
             loading.cancel()
+            lag.cancel()
             await asyncio.gather(*(peer.close() for peer in list(state.peers.values())))
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
             codec_threads.shutdown()

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from realtime.server.loop_lag import LAG_INTERVAL_S
 from session.pool import WorkerPool
 from session.protocol import HOPS
 from session.session import Output, Session
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from realtime.server.worker import ModelWorker
 
 HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -48,6 +50,13 @@ class Metrics:
             "Seconds each hop of the data path took, per sent frame.",
             ["model", "hop"],
             buckets=HOP_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "realtime_event_loop_lag_seconds",
+            "How much later than due the event loop ran a timer, sampled every "
+            f"{LAG_INTERVAL_S:g} s: what every session's I/O waited then.",
+            buckets=LAG_BUCKETS,
             registry=self.registry,
         )
         self.refusals = Counter(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import StartServer, eventually
+from support import StartServer, eventually, wait_until
 
 from frames.codecs import encode_image
 from frames.samples import gradient_image
@@ -58,3 +61,24 @@ async def test_metrics_count_sessions_frames_hops_workers_and_refusals(
     assert during[key("realtime_worker_restarts_total", **worker)] == 0
     sessions = key("realtime_sessions", **labels)
     await eventually(lambda: scrape(server)[sessions] == 0, "the close")
+
+
+def test_the_event_loops_lag_is_a_histogram(start_server: StartServer) -> None:
+    """A stalled event loop shows in realtime_event_loop_lag_seconds: the server process
+    is stopped for 0.6 s (SIGSTOP), so the timer due meanwhile runs that much late."""
+    server: ServerProcess = start_server("--model", "invert")
+
+    def lag(bucket: str) -> float:
+        return scrape(server)[key("realtime_event_loop_lag_seconds_bucket", le=bucket)]
+
+    def count() -> float:
+        return scrape(server)[key("realtime_event_loop_lag_seconds_count")]
+
+    sampled = count()
+    wait_until(lambda: count() >= sampled + 3, "the lag to be sampled")  # every 0.1 s
+    stalls = lag("+Inf") - lag("0.25")
+    os.kill(server.process.pid, signal.SIGSTOP)
+    time.sleep(0.6)
+    os.kill(server.process.pid, signal.SIGCONT)
+    wait_until(lambda: lag("+Inf") - lag("0.25") >= stalls + 1, "the stall to be observed")
+    assert scrape(server)[key("realtime_event_loop_lag_seconds_sum")] >= 0.3
