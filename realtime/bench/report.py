@@ -48,6 +48,10 @@ class ServerSummary:
     frames_dropped: int
     model_calls: int
     """Model calls (batches) in the window; frames_sent / model_calls is the mean batch."""
+    loop_lag_mean_s: float | None
+    """The event loop's mean lag over the window (/metrics), None when not exported."""
+    loop_lag_p99_s: float | None
+    """The bound of the lag histogram's bucket holding its 99th percentile in the window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +211,20 @@ def server_summary(
         frames_sent=frames("sent"),
         frames_dropped=frames("dropped"),
         model_calls=round(after.model_calls - before.model_calls),
+        **_loop_lag(before, after),
     )
+
+
+def _loop_lag(before: ServerSample, after: ServerSample) -> dict[str, float | None]:
+    """The lag's mean and 99th percentile bucket over the window."""
+    counts = {bound: after.loop_lag[bound] - before.loop_lag.get(bound, 0.0)
+              for bound in sorted(after.loop_lag)}  # fmt: skip
+    samples = counts.get(float("inf"), 0.0)
+    if not samples:
+        return {"loop_lag_mean_s": None, "loop_lag_p99_s": None}
+    p99 = next(bound for bound, count in counts.items() if count >= 0.99 * samples)
+    mean = (after.loop_lag_seconds - before.loop_lag_seconds) / samples
+    return {"loop_lag_mean_s": mean, "loop_lag_p99_s": p99}
 
 
 def markdown_table(report: BenchReport) -> str:
@@ -252,6 +269,13 @@ def markdown_table(report: BenchReport) -> str:
             batch = server.frames_sent / server.model_calls
             rows.append(
                 ("model calls (mean frames per call)", f"{server.model_calls} ({batch:.2f})")
+            )
+        if server.loop_lag_mean_s is not None and server.loop_lag_p99_s is not None:
+            rows.append(
+                (
+                    "server event loop lag mean / p99 ms",
+                    f"{server.loop_lag_mean_s * 1000:.2f} / <= {server.loop_lag_p99_s * 1000:g}",
+                )
             )
         if server.rss_start_bytes is not None and server.rss_end_bytes is not None:
             rows.append(

@@ -22,6 +22,11 @@ class ServerSample:
     """realtime_frames_total by outcome, for the bench's model and transport."""
     model_calls: float
     """realtime_worker_batches_total over the model's workers."""
+    loop_lag: dict[float, float]
+    """realtime_event_loop_lag_seconds: samples at or under each bucket's bound (+inf
+    included); empty from a server that does not export it."""
+    loop_lag_seconds: float
+    """The lag's sum over those samples."""
 
 
 def scrape(config: BenchConfig, model: str | None) -> ServerSample | None:
@@ -38,6 +43,8 @@ def scrape(config: BenchConfig, model: str | None) -> ServerSample | None:
     rss: float | None = None
     frames: dict[str, float] = {}
     calls = 0.0
+    lag: dict[float, float] = {}
+    lag_seconds = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "process_cpu_seconds_total":
@@ -55,7 +62,11 @@ def scrape(config: BenchConfig, model: str | None) -> ServerSample | None:
                 model is None or sample.labels.get("model") == model
             ):
                 calls += sample.value
-    return None if cpu is None else ServerSample(cpu, rss, frames, calls)
+            elif sample.name == "realtime_event_loop_lag_seconds_bucket":
+                lag[float(sample.labels["le"])] = sample.value
+            elif sample.name == "realtime_event_loop_lag_seconds_sum":
+                lag_seconds = sample.value
+    return None if cpu is None else ServerSample(cpu, rss, frames, calls, lag, lag_seconds)
 
 
 async def scrape_async(config: BenchConfig, model: str | None) -> ServerSample | None:
