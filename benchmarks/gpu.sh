@@ -8,31 +8,34 @@
 #
 # Stages, each a process of its own under `timeout`, in this order:
 #   install            pip installs wheelhouse/ (--no-index; torch untouched); with no
-#                      wheelhouse/ it checks that the project imports and installs nothing
+#                      wheelhouse/ it checks that pyproject.toml's requirements are met
+#   cuda               (not with --cpu) torch sees a CUDA device, and which
 #   models-FAMILY      benchmarks.models, --random-weights architectures in fp16: ms per
 #                      frame at 512x512, steps 1 and 4, batch 1, 4 and 8, no compile; for
 #                      sd-turbo, lcm and sdxl-turbo (the largest last)
 #   e2e-1, e2e-8       `realtime bench --serve`: 1 and 8 sessions of 30 fps WebSocket
-#                      cameras through the real server running sd-turbo (random weights)
+#                      cameras through the real server running sd-turbo (random weights,
+#                      fp16, batching up to 8, no compile)
 #   compile-sd-turbo   benchmarks.models --compile (inductor, reduce-overhead: CUDA graphs)
 #                      for sd-turbo only, batch 1 and 8, steps 1 and 4
-# --compile covers one family and two batch sizes because each (family, batch size)
-# compiles for about a minute: all of them would not fit in 8 minutes. sd-turbo is the
-# family StreamDiffusion's 93.9 fps is measured on; batch 1 and 8 are one session and a
-# full batch (--max-batch's default). Steps reuse the compiled UNet: its shapes do not
-# change with them. Compile runs last, so a slow compile cannot cost the other rows.
+# --compile covers one family and two batch sizes because each new batch size or step
+# count compiles again on first use (FewStepModel.compile), in the warm-up, and a UNet's
+# compile is expected to take a minute or so on a GPU host (a guess: not yet measured
+# here): every family and batch would not fit in 8 minutes. sd-turbo is the family that
+# StreamDiffusion's 93.9 fps is measured on; batch 1 and 8 are one session and a full
+# batch (--max-batch's default). Compile runs last: a slow one cannot cost other rows.
 #
 # Time: every stage has its own limit, and none may run past BUDGET_S (450 s on a GPU)
 # from the script's start: the whole script ends inside 8 minutes, a hung stage is
 # killed with its children (timeout signals its process group, the bench's server too).
 # Failures: a stage that fails or times out prints its name and the tail of its log,
 # the later stages still run (a slot is short: keep every number it can give), and the
-# script exits 1 at the end naming the failed stages. Only a failed install stops at once.
+# script exits 1 at the end naming the failed stages. Only install and cuda stop it at once.
 #
 # Options: --cpu, --out DIR (table.md, results.json and stages.log copied there),
 # --families LIST (models-* stages; the first one is also e2e's and compile's model),
 # --only LIST (stages whose names start with one of these, e.g. models,e2e; install
-# always runs). PYTHON picks the interpreter (default .venv/bin/python, else python3).
+# and cuda always run). PYTHON picks the interpreter (default .venv/bin/python, else python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,7 +93,7 @@ FAILED=() RESULTS=()
 say() { echo "[gpu.sh $(date +%H:%M:%S) +${SECONDS}s] $*"; }
 
 wanted() {
-    [[ -z $ONLY || $1 == install ]] && return 0
+    [[ -z $ONLY || $1 == install || $1 == cuda ]] && return 0
     local prefix
     for prefix in ${ONLY//,/ }; do [[ $1 == "$prefix"* ]] && return 0; done
     return 1
@@ -125,7 +128,9 @@ stage() {
     else
         say "FAILED $name: exit $rc after $((SECONDS - started)) s; the end of its log:"
     fi
-    tail -n 15 "$WORK/$name.log" | sed 's/^/    /'
+    # The bench's progress line redraws itself with \r: a line each here.
+    tr '\r' '\n' <"$WORK/$name.log" | grep -v '^$' | tail -n 15 | sed 's/^/    /'
+    [[ -s $WORK/$name.log ]] || echo "    (its log is empty)"
     FAILED+=("$name")
     return 1
 }
@@ -155,6 +160,13 @@ if ! stage install 120 bash -c install; then
     say "gpu.sh: stopping, nothing can run without the install"
     exit 1
 fi
+CUDA_CHECK="import sys, torch
+assert torch.cuda.is_available(), f'torch {torch.__version__} sees no CUDA device'
+print(torch.cuda.get_device_name(), file=sys.stderr)"
+if ! ((CPU)) && ! stage cuda 60 "$PYTHON" -c "$CUDA_CHECK"; then
+    say "gpu.sh: stopping, no GPU (--cpu runs the CPU path)"
+    exit 1
+fi
 
 for family in "${FAMILY_LIST[@]}"; do
     limit=$LIMIT_MODELS
@@ -165,7 +177,7 @@ done
 
 for sessions in "${SESSIONS[@]}"; do
     stage "e2e-$sessions" "$LIMIT_E2E" \
-        "$PYTHON" -m realtime bench --serve --json --quiet --sessions "$sessions" \
+        "$PYTHON" -m realtime bench --serve --json --sessions "$sessions" \
         --model "$FIRST" "${E2E[@]}" -- "${SERVE[@]}"
 done
 
