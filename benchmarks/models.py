@@ -4,7 +4,6 @@
     .venv/bin/python -m benchmarks.models --device cuda --dtype fp16 --batch 1,2,4,8 --compile
     .venv/bin/python -m benchmarks.models --families tiny --steps 1,4   # seconds, CPU
 
-
 Each family (sd-turbo, sdxl-turbo, lcm, lcm-lora) is built at its native size
 with its real architecture and random weights, as `realtime serve
 --random-weights` builds it (build_random_pipeline + the family's
