@@ -8,7 +8,7 @@ LOCK := constraints.txt
 # torch is pinned first: a range that admits a newer release would pull a CUDA build of several GB.
 TORCH := torch==2.13.0
 
-.PHONY: serve test lint browser-deps test-npm-deps bench clean lock
+.PHONY: serve test lint browser-deps test-npm-deps bench gpu-wheels clean lock
 
 # pip installs torch (it finds a local CPU wheel where there is one) and uv, both pinned
 # by the lock; uv then installs the rest, within the lock (a fresh set-up: ~60 s, pip ~90 s),
@@ -80,6 +80,13 @@ tests/realtime/cross_origin/$(NPM_STAMP): tests/realtime/cross_origin/eyevinn.js
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.codecs
 	$(BIN)/python -m benchmarks.stream
+
+# wheelhouse/ (ignored), for benchmarks/gpu.sh on a GPU machine with no network: the
+# project's wheel and its runtime requirements at the lock's versions for GPU_PYTHON,
+# less torch and what that machine has (benchmarks/gpu_wheels.py); about 49 MiB.
+GPU_PYTHON ?= 3.12
+gpu-wheels: $(INSTALLED)
+	$(BIN)/python -m benchmarks.gpu_wheels wheelhouse --python-version $(GPU_PYTHON)
 
 clean:
 	rm -rf $(VENV) $(VENV)-lock .pytest_cache .mypy_cache .ruff_cache

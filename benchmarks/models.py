@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.models                     # every family, default device
     .venv/bin/python -m benchmarks.models --device cuda --dtype fp16 --batch 1,2,4,8 --compile
+    .venv/bin/python -m benchmarks.models --families tiny --steps 1,4   # seconds, CPU
 
 Each family (sd-turbo, sdxl-turbo, lcm, lcm-lora) is built at its native size
 with its real architecture and random weights, as `realtime serve
@@ -12,7 +13,8 @@ each session with its own state, prompt and seed (cross-session batching).
 Each configuration gets warm-up calls, then --frames measured calls; the table
 gives the median ms per call, ms per frame (per call / N) and frames/s.
 Families run one at a time, largest (sdxl-turbo) last, each freed before the
-next is built.
+next is built. `--families tiny` measures the `tiny` model (fp32, 256x256) the same
+way: the CPU path that benchmarks/gpu.sh --cpu and its test run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import itertools
 import json
 import os
 import platform
@@ -39,11 +42,14 @@ from models.few_step import FewStepModel
 from models.loading import resolve_device
 from models.random_weights import build_random_pipeline
 from models.registry import random_weights_entry
+from models.tiny import load_tiny
 from realtime.bench.table import markdown_table
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ORDER = tuple(sorted(FAMILIES, key=lambda name: FAMILIES[name].parameters))
 """Default order: smallest first (`Family.parameters`), sdxl-turbo (2.6B-parameter UNet) last."""
+TINY = "tiny"
+"""Not a family: the tiny model, built offline, fp32 only; the quick CPU check."""
 
 REFERENCE = (
     "Reference, published, not measured here: StreamDiffusion reports 93.9 fps img2img "
@@ -100,7 +106,10 @@ def _load_average() -> str:
 
 
 def build(name: str, device: str, dtype: torch.dtype) -> FewStepModel:
-    """`name`'s real architecture with random weights, wrapped as `--random-weights` wraps it."""
+    """`name`'s real architecture with random weights, wrapped as `--random-weights` wraps it
+    (the tiny model as `realtime serve --model tiny` loads it)."""
+    if name == TINY:
+        return load_tiny(device)
     family = FAMILIES[name]
     model = family.from_pipeline(
         build_random_pipeline(name, device, dtype), random_weights_entry(family, name).info
@@ -170,30 +179,32 @@ def measure_family(name: str, args: argparse.Namespace) -> tuple[list[dict[str, 
         p.numel() * p.element_size() for module in modules for p in module.parameters()
     )
     if args.compile:
-        model.compile()  # as `realtime serve --compile` does
+        model.compile(args.compile_backend)  # inductor: as `realtime serve --compile` does
     rows = []
     modes = ["img2img", "txt2img"] if args.mode == "both" else [args.mode]
     for mode in modes:
         text_to_image = mode == "txt2img"
-        calls = unet_calls(model, args.steps, None if text_to_image else args.strength)
-        for batch in args.batch:
-            _progress(f"{name} {mode} batch {batch}: warming up")
-            inputs = sessions(model, batch, text_to_image, args.steps, args.strength)
+        for steps, batch in itertools.product(args.steps, args.batch):
+            calls = unet_calls(model, steps, None if text_to_image else args.strength)
+            what = f"{name} {mode} steps {steps} batch {batch}"
+            _progress(f"{what}: warming up")
+            inputs = sessions(model, batch, text_to_image, steps, args.strength)
             warmup = [timed_call(model, inputs, cuda) for _ in range(args.warmup)]
             samples = [timed_call(model, inputs, cuda) for _ in range(args.frames)]
             p50 = statistics.median(samples)
-            _progress(f"{name} {mode} batch {batch}: " + ", ".join(f"{s:.0f}" for s in samples))
+            _progress(f"{what}: " + ", ".join(f"{s:.0f}" for s in samples))
             rows.append(
                 {
                     "family": name,
                     "mode": mode,
                     "size": f"{model.info.width}x{model.info.height}",
                     "dtype": dtype_name,
-                    "steps": args.steps,
+                    "steps": steps,
                     "strength": None if text_to_image else args.strength,
                     "unet_calls": calls,
                     "batch": batch,
                     "compiled": args.compile,
+                    "compile_backend": args.compile_backend if args.compile else None,
                     "ms_per_call_p50": p50,
                     "ms_per_frame": p50 / batch,
                     "frames_per_s": 1000 * batch / p50,
@@ -212,7 +223,7 @@ def measure_family(name: str, args: argparse.Namespace) -> tuple[list[dict[str, 
         f"{weights_gib / 2**30:.1f} GiB of weights in {dtype_name}; {peak}"
     )
     if args.compile:
-        note += "; UNet compiled"
+        note += f"; UNet compiled ({args.compile_backend})"
         first = [row["warmup_ms"][0] for row in rows if row["warmup_ms"]]
         if first:
             note += f"; first (compiling) call {max(first) / 1000:.0f} s at most"
@@ -257,11 +268,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--families",
         default="all",
-        help=f"comma-separated, or all ({', '.join(ORDER)}); run in this order",
+        help=f"comma-separated, or all ({', '.join(ORDER)}), or {TINY} (the tiny model, "
+        "fp32); run in this order",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: cuda if any")
     parser.add_argument("--dtype", choices=list(DTYPES), help="default fp16 on cuda, fp32 on cpu")
-    parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1)")
+    parser.add_argument(
+        "--steps", default="1", help="comma-separated denoising steps, e.g. 1,4 (default 1)"
+    )
     parser.add_argument(
         "--strength",
         type=float,
@@ -276,6 +290,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--mode", choices=["img2img", "txt2img", "both"], default="img2img")
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    parser.add_argument(
+        "--compile-backend",
+        choices=["inductor", "eager"],
+        default="inductor",
+        help="with --compile: inductor, as the server compiles; eager traces only, a quick "
+        "check of the path on a CPU (default inductor)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device)
@@ -292,12 +313,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.families = list(ORDER)
     else:
         args.families = [name.strip() for name in args.families.split(",") if name.strip()]
-        unknown = [name for name in args.families if name not in FAMILIES]
+        unknown = [name for name in args.families if name not in (*FAMILIES, TINY)]
         if unknown:
-            parser.error(f"unknown families {unknown}; known: {', '.join(ORDER)}")
-    args.batch = [int(size) for size in args.batch.split(",")]
-    if min(args.batch) < 1 or args.frames < 1 or args.warmup < 0:
-        parser.error("--batch and --frames must be >= 1, --warmup >= 0")
+            parser.error(f"unknown families {unknown}; known: {', '.join(ORDER)}, {TINY}")
+        if TINY in args.families and args.dtype != "fp32":
+            parser.error(f"{TINY} runs in fp32 only (--dtype {args.dtype})")
+    try:
+        args.batch = [int(size) for size in args.batch.split(",")]
+        args.steps = [int(steps) for steps in args.steps.split(",")]
+    except ValueError as error:
+        parser.error(f"--batch and --steps take comma-separated integers: {error}")
+    if min(args.batch) < 1 or min(args.steps) < 1 or args.frames < 1 or args.warmup < 0:
+        parser.error("--batch, --steps and --frames must be >= 1, --warmup >= 0")
     return args
 
 
@@ -314,9 +341,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Other processes on the machine slow every number; the load average shows them.
     notes.append(f"1-minute load average: {load_before} before, {_load_average()} after")
     settings = (
-        f"{args.device}, {args.dtype}, steps {args.steps}, strength {args.strength:g} (img2img), "
+        f"{args.device}, {args.dtype}, steps {','.join(map(str, args.steps))}, "
+        f"strength {args.strength:g} (img2img), "
         f"{args.warmup} warm-up + {args.frames} measured calls per row"
-        + (", UNet torch.compile (FewStepModel.compile)" if args.compile else "")
+        + (
+            f", UNet torch.compile {args.compile_backend} (FewStepModel.compile)"
+            if args.compile
+            else ""
+        )
     )
     if args.json:
         document = {
