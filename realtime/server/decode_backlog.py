@@ -8,8 +8,8 @@ without bound: 3.4 s after 10 s with 8 sessions of 30 fps on the 2-core machine
 before it, so the backlog cannot simply keep the newest: once more than
 MAX_WAITING frames wait, `DecodeBacklog` drops them and every frame after them
 up to the next keyframe, and asks the sender for a keyframe (a PLI, which the
-receiver sends when its decode-error flag is set; at most one every
-KEYFRAME_ASK_INTERVAL_S). Each dropped frame is counted as the session's.
+receiver sends when its decode-error flag is set). Each dropped frame is
+counted as the session's.
 
 It replaces the receiver's queue through a private attribute (aiortc 1.16,
 tests/realtime/test_decode_backlog.py checks that it still takes effect).
@@ -20,7 +20,6 @@ from __future__ import annotations
 import queue
 import re
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +27,8 @@ from aiortc import RTCRtpReceiver
 
 MAX_WAITING = 3
 """Encoded frames that may wait for the decoder: 100 ms of a 30 fps camera."""
-KEYFRAME_ASK_INTERVAL_S = 0.5
-"""At most one keyframe asked for in this time: a keyframe costs several frames' bits
-and decoding, which an overloaded receiver cannot afford in a storm; while frames are
-being dropped it is asked for again after this long (a PLI can be lost)."""
+KEYFRAME_ASKED_EVERY = 30
+"""While waiting for a keyframe, ask again after this many frames (a PLI can be lost)."""
 
 _RECEIVERS = "_RTCRtpReceiver__"
 """The prefix of RTCRtpReceiver's private (name-mangled) attributes."""
@@ -63,7 +60,6 @@ class DecodeBacklog(queue.Queue[Any]):
         self._on_dropped = on_dropped
         self._dropping = 0
         """Frames dropped since the backlog overflowed, until a keyframe comes; 0: none."""
-        self._asked_at = -KEYFRAME_ASK_INTERVAL_S
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:  # the end of the stream
@@ -83,9 +79,8 @@ class DecodeBacklog(queue.Queue[Any]):
         super().put(item, block, timeout)
 
     def _drop(self, count: int) -> None:
-        if time.monotonic() - self._asked_at >= KEYFRAME_ASK_INTERVAL_S:
+        if self._dropping % KEYFRAME_ASKED_EVERY == 0:
             self._ask_for_keyframe.set()
-            self._asked_at = time.monotonic()
         self._dropping += count
         self._on_dropped(count)
 
