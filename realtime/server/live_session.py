@@ -132,12 +132,6 @@ class LiveSession:
             if error is not None:
                 await reply(error)
 
-    def skip_video_frames(self, count: int) -> None:
-        """`count` video frames arrived and were dropped before decoding (the decoder's
-        backlog overflowed: realtime/server/decode_backlog.py)."""
-        self.session.skip_frames(count, time.perf_counter())
-        self.meter.update(self.session)
-
     async def receive_video_frame(self, frame: av.VideoFrame, skipped: int = 0) -> None:
         """A decoded video frame arrived, overtaking `skipped` older ones."""
         now = time.perf_counter()

@@ -37,7 +37,6 @@ from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, Yuv420Converter, yuv420p_to_video_frame
 from realtime.ice import rtc_configuration
 from realtime.server.config import ServerConfig
-from realtime.server.decode_backlog import bound_decode_backlog
 from realtime.server.live_session import LiveSession
 from realtime.server.offers import bounded_offer
 from session.errors import BadOffer, StreamError, ViewerLimit
@@ -256,10 +255,6 @@ class PeerSession:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
-            receiver = next(
-                t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track
-            )
-            bound_decode_backlog(receiver, self.live.skip_video_frames)
             self._spawn(self._read_camera(track))
 
     async def _read_camera(self, track: MediaStreamTrack) -> None:
