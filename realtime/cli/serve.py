@@ -196,8 +196,8 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULTS.decode_threads,
         metavar="N",
-        help="threads decoding input images and encoding outputs, shared by all sessions, "
-        "each decoding one image at a time; min(4, CPUs) by default (default: %(default)s)",
+        help="threads decoding input images, shared by all sessions, each decoding one "
+        "image at a time; min(4, CPUs) by default (default: %(default)s)",
     )
     sessions.add_argument(
         "--max-messages-per-s",

@@ -22,7 +22,7 @@ from models.registry import REGISTRY
 from realtime.ice import restrict_host_candidates
 from realtime.server.auth import Access, Scope, credential_of
 from realtime.server.bodies import Endpoint, reads_body
-from realtime.server.codec_threads import CodecThreads
+from realtime.server.codec_threads import ENCODE_THREADS, CodecThreads
 from realtime.server.config import ServerConfig
 from realtime.server.fal import issue_fal_token
 from realtime.server.fal import realtime_endpoint as fal_realtime
@@ -77,8 +77,10 @@ def create_app(
         access = Access(config.api_keys, config.token_secret)
         if access.is_open:
             logger.warning("no API key configured: anyone who can reach this server may use it")
-        codec_threads = CodecThreads(config.decode_threads)
-        state = ServerState(config, registry, pool, Metrics(pool), access, codec_threads)
+        decoders = CodecThreads(config.decode_threads, "decode")
+        encoders = CodecThreads(ENCODE_THREADS, "encode")
+        metrics = Metrics(pool)
+        state = ServerState(config, registry, pool, metrics, access, decoders, encoders)
         app.state.server = state
         for worker in workers:
             worker.start()
@@ -95,7 +97,8 @@ def create_app(
             lag.cancel()
             await asyncio.gather(*(peer.close() for peer in list(state.peers.values())))
             await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
-            codec_threads.shutdown()
+            decoders.shutdown()
+            encoders.shutdown()
 
     # Who may use what: docs/protocol.md's table. Sessions check their credential (and
     # the token's model) when admitted; /healthz and the web demo are public.

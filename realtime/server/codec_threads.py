@@ -1,4 +1,4 @@
-"""CodecThreads: the threads that decode input images and encode outputs, off the event loop.
+"""CodecThreads: threads that decode input images or encode outputs, off the event loop.
 
 A `ThreadPoolExecutor` behind `run_in_executor` or `asyncio.to_thread` costs the
 loop 170-260 us of CPU per call on the 2-core machine (a concurrent Future with
@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+ENCODE_THREADS = min(32, (os.cpu_count() or 1) + 4)
+"""Threads encoding outputs: as many as asyncio's default executor, where encoding ran
+before. Outputs are bounded by what the models make, so they need no bound of their
+own (decoding has one: `--decode-threads`); and fewer threads than that lost the
+server its share of a CPU it shares (4 WebRTC sessions with their clients on the
+2-core machine: 81 outputs/s and 0.7-1.7 s latency with 2 threads, 99-111 and
+0.1-0.5 s with 8)."""
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
 

@@ -36,9 +36,8 @@ class ServerConfig:
     max_batch: int = 8
     """Most sessions' frames a worker runs through its model in one call."""
     decode_threads: int = min(4, os.cpu_count() or 1)
-    """Threads decoding input images and encoding outputs, shared by every session
-    (each decodes one image at a time): what the codecs may take of the CPUs,
-    whatever the clients send."""
+    """Threads decoding input images, shared by every session (each decodes one image
+    at a time): what decoding may take of the CPUs, whatever the clients send."""
     ice_servers: tuple[IceServer, ...] = ()
     """STUN/TURN servers for WebRTC peers; none: host candidates only."""
     api_keys: tuple[str, ...] = ()

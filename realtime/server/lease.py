@@ -19,7 +19,8 @@ class Lease:
 
     worker: ModelWorker
     meter: SessionMeter
-    codec_threads: CodecThreads
+    decoders: CodecThreads
+    encoders: CodecThreads
     release: Callable[[], None]
     owner: Identity
     session_id: str

@@ -146,7 +146,7 @@ class LiveSession:
         index = self.session.number_frame(received_at)
         started = time.perf_counter()  # a wait before decoding counts in `queue`, not here
         try:
-            pixels = await self.lease.codec_threads.run(partial(self._unless_closed, decode))
+            pixels = await self.lease.decoders.run(partial(self._unless_closed, decode))
         except BadImage as error:
             self.log.info("bad frame %d: %s", index, error)
             reply = self.session.reject_frame(index, str(error))
@@ -243,7 +243,7 @@ class LiveSession:
         image_format: ImageFormat = output.params["output_format"]  # type: ignore[assignment]
         quality = int(output.params["output_quality"])
         encode = partial(encode_image, output.pixels, image_format, quality)
-        data = await self.lease.codec_threads.run(encode)
+        data = await self.lease.encoders.run(encode)
         return self.session.output_message(output, (time.perf_counter() - started) * 1000), data
 
     def close(self) -> None:

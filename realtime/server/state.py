@@ -67,9 +67,11 @@ class ServerState:
     pool: WorkerPool[ModelWorker]
     metrics: Metrics
     access: Access
-    codec_threads: CodecThreads
-    """Decode every session's input images and encode its outputs: `--decode-threads`
-    of them, what the codecs may take of the CPUs whatever the clients send."""
+    decoders: CodecThreads
+    """Decode every session's input images: `--decode-threads` of them, what decoding
+    may take of the CPUs whatever the clients send."""
+    encoders: CodecThreads
+    """Encode every session's outputs (and convert them for WebRTC's video encoders)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once every configured model is loaded and warm."""
     load_error: str | None = None
@@ -222,7 +224,7 @@ class ServerState:
         session_id = uuid.uuid4().hex[:12]
         if self.config.instance:
             session_id = f"{self.config.instance}.{session_id}"
-        return Lease(worker, meter, self.codec_threads, release, identity, session_id)
+        return Lease(worker, meter, self.decoders, self.encoders, release, identity, session_id)
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let

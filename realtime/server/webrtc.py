@@ -271,7 +271,7 @@ class PeerSession:
             message = self.live.session.output_message(output)
             if output.pixels is not None:
                 to_yuv = partial(self._to_yuv420p, output.pixels)
-                await self.outputs.publish(await self.live.lease.codec_threads.run(to_yuv))
+                await self.outputs.publish(await self.live.lease.encoders.run(to_yuv))
             self.live.output_sent(output)
             # Frame metadata is advisory on WebRTC: skip it rather than queue it.
             backed_up = (
