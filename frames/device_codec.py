@@ -87,7 +87,7 @@ class CpuCodec:
     def encode(
         self, pixels: Pixels | DevicePixels, image_format: ImageFormat, quality: int
     ) -> bytes:
-        return encode_image(_on_host(pixels), image_format, quality)
+        return encode_image(on_host(pixels), image_format, quality)
 
 
 class NvjpegCodec:
@@ -125,7 +125,7 @@ class NvjpegCodec:
         self, pixels: Pixels | DevicePixels, image_format: ImageFormat, quality: int
     ) -> bytes:
         if image_format != "jpeg":
-            return encode_image(_on_host(pixels), image_format, quality)
+            return encode_image(on_host(pixels), image_format, quality)
         if not isinstance(pixels, torch.Tensor):
             pixels = torch.from_numpy(np.ascontiguousarray(pixels))
         chw = pixels.to(self.device, non_blocking=True).permute(2, 0, 1).contiguous()
@@ -187,7 +187,9 @@ def _nvjpeg_missing(device: str) -> str | None:
     return None
 
 
-def _on_host(pixels: Pixels | DevicePixels) -> Pixels:
+def on_host(pixels: Pixels | DevicePixels) -> Pixels:
+    """`pixels` as a host array: copied from the device where they are a tensor
+    (for WebRTC's video frames, or a codec that encodes on the CPU)."""
     if isinstance(pixels, torch.Tensor):
         host: Pixels = pixels.cpu().numpy()
         return host
