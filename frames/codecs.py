@@ -77,9 +77,7 @@ def decode_image(
     image_format = sniff_format(data)
     try:
         if image_format == "jpeg":
-            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            _check_size(width, height, max_size, max_pixels)
-            _check_jpeg_scans(data, max_scans)
+            check_jpeg(data, max_size=max_size, max_pixels=max_pixels, max_scans=max_scans)
             return simplejpeg.decode_jpeg(  # type: ignore[no-any-return]
                 data, colorspace="RGB", min_width=min_width, min_height=min_height
             )
@@ -92,6 +90,25 @@ def decode_image(
         raise
     except Exception as error:  # each codec raises its own types for corrupt data
         raise BadImage(f"corrupt {image_format.upper()} image: {error}") from error
+
+
+def check_jpeg(
+    data: bytes,
+    *,
+    max_size: int = MAX_IMAGE_SIZE,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_scans: int = MAX_JPEG_SCANS,
+) -> tuple[int, int]:
+    """Return a JPEG's width and height from its headers, or raise BadImage where
+    decoding it would cost more than the limits allow (see `decode_image`). Any
+    JPEG decoder's bound: frames/device_codec.py checks with it before nvjpeg."""
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except Exception as error:  # simplejpeg's ValueError for a corrupt header
+        raise BadImage(f"corrupt JPEG image: {error}") from error
+    _check_size(width, height, max_size, max_pixels)
+    _check_jpeg_scans(data, max_scans)
+    return width, height
 
 
 def decode_to_size(

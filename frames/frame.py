@@ -4,13 +4,20 @@ and the names of the image formats it travels in (frames/codecs.py encodes them)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:  # only for the annotation: the session core never imports torch
+    import torch
+
 Pixels = npt.NDArray[np.uint8]
 """An RGB image, shape (height, width, 3), dtype uint8."""
+
+DevicePixels: TypeAlias = "torch.Tensor"
+"""Pixels kept on the model's device (frames/device_codec.py): a (height, width, 3)
+uint8 torch tensor, from the decode through the model to the encode."""
 
 ImageFormat = Literal["jpeg", "png", "webp"]
 IMAGE_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "webp")

@@ -18,14 +18,21 @@ def fit(pixels: Pixels, width: int, height: int) -> Pixels:
     src_height, src_width = pixels.shape[:2]
     if (src_width, src_height) == (width, height):
         return pixels
+    left, top, crop_width, crop_height = centre_crop(src_width, src_height, width, height)
+    image = Image.fromarray(pixels[top : top + crop_height, left : left + crop_width])
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def centre_crop(
+    src_width: int, src_height: int, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The largest centred region of a `src_width` x `src_height` image with the
+    aspect ratio of `width` x `height`: (left, top, crop width, crop height)."""
     target_aspect = width / height
     if src_width / src_height > target_aspect:
         crop_width, crop_height = round(src_height * target_aspect), src_height
     else:
         crop_width, crop_height = src_width, round(src_width / target_aspect)
-    left = (src_width - crop_width) // 2
-    top = (src_height - crop_height) // 2
-    image = Image.fromarray(pixels[top : top + crop_height, left : left + crop_width])
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image)
+    return (src_width - crop_width) // 2, (src_height - crop_height) // 2, crop_width, crop_height

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from frames.frame import Pixels
+from frames.frame import DevicePixels, Pixels
 from models.params import Constraint, ParamSpec, ParamValue
 
 ModelKind = Literal["img2img", "txt2img", "effect"]
@@ -46,7 +46,9 @@ class ModelInput:
     session ends; only the worker's thread touches it.
     """
 
-    pixels: Pixels | None
+    pixels: Pixels | DevicePixels | None
+    """H x W x 3 uint8: an array, or a tensor on the model's device where the worker's
+    codec decodes there (frames/device_codec.py: then only for a model with `run_on_device`)."""
     params: Mapping[str, ParamValue]
     state: dict[str, Any] = field(default_factory=dict)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from frames.frame import Pixels
 from models.base import ModelInfo, ModelInput
 from models.params import ParamSpec
@@ -42,6 +44,8 @@ class InvertModel:
         outputs = []
         for item in batch:
             assert item.pixels is not None, "invert needs a frame (info.text_to_image is False)"
+            # A CPU model: its codec (frames/device_codec.py) decodes to arrays.
+            assert isinstance(item.pixels, np.ndarray), "invert runs on the CPU"
             outputs.append(255 - item.pixels)
         return outputs
 

@@ -38,8 +38,8 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
-from frames.frame import Pixels
-from frames.tensors import pixels_to_tensor, tensor_to_pixels
+from frames.frame import DevicePixels, Pixels
+from frames.tensors import pixels_to_tensor, tensor_to_device_pixels, tensor_to_pixels
 from models.base import ModelInfo, ModelInput
 from models.conditioning import Conditioning, guidance_scale_embedding, prompt_encoder_for
 from models.params import ParamValue
@@ -61,7 +61,7 @@ class _SeededNoise:
 class _Frame:
     """One session's frame on its way through the loop."""
 
-    pixels: Pixels | None
+    pixels: Pixels | DevicePixels | None
     conditioning: Conditioning
     timestep_cond: torch.Tensor | None
     scheduler: Scheduler
@@ -144,6 +144,11 @@ class FewStepModel:
     def run(self, batch: Sequence[ModelInput]) -> list[Pixels]:
         """Return one output per input, in order; each input's state is its session's."""
         return [tensor_to_pixels(image) for image in self.generate(batch)]
+
+    def run_on_device(self, batch: Sequence[ModelInput]) -> list[torch.Tensor]:
+        """Like `run`, but each output stays on the model's device, an H x W x 3 uint8
+        tensor (`DevicePixels`), for a codec that encodes there (frames/device_codec.py)."""
+        return [tensor_to_device_pixels(image) for image in self.generate(batch)]
 
     @torch.inference_mode()
     def generate(self, batch: Sequence[ModelInput]) -> list[torch.Tensor]:

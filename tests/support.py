@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -32,7 +33,7 @@ PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
 def input_pixels(item: ModelInput) -> Pixels:
     """The frame a test model was given: the tests' models are image to image."""
-    assert item.pixels is not None, "an image-to-image model was given no frame"
+    assert isinstance(item.pixels, np.ndarray), "an image-to-image model was given no frame"
     return item.pixels
 
 

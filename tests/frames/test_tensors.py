@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from frames.tensors import pixels_to_tensor, tensor_to_pixels
+from frames.tensors import pixels_to_tensor, tensor_to_device_pixels, tensor_to_pixels
 
 
 def test_round_trip_keeps_every_level() -> None:
@@ -68,3 +68,32 @@ def test_a_strided_view_converts_like_a_contiguous_copy() -> None:
     assert torch.equal(from_view, from_copy)
     # The layout matters too: it picks the conv kernels, and so the last bits.
     assert from_view.stride() == from_copy.stride()
+
+
+def test_a_tensor_of_pixels_converts_as_the_array_does() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    from_array = pixels_to_tensor(pixels, "cpu", torch.float32)
+    from_tensor = pixels_to_tensor(torch.from_numpy(pixels), "cpu", torch.float32)
+    assert torch.equal(from_tensor, from_array)
+    # The same channels-last layout (the batch stride of a batch of one does not count).
+    assert from_tensor.stride()[1:] == from_array.stride()[1:]
+    # A strided view (a crop) too.
+    crop = pixels[4:20, 8:32]
+    assert torch.equal(
+        pixels_to_tensor(torch.from_numpy(pixels)[4:20, 8:32], "cpu", torch.float32),
+        pixels_to_tensor(crop, "cpu", torch.float32),
+    )
+
+
+def test_tensor_to_device_pixels_is_tensor_to_pixels_left_on_the_device() -> None:
+    tensor = torch.linspace(-1.2, 1.2, 3 * 5 * 7).reshape(1, 3, 5, 7)
+    on_device = tensor_to_device_pixels(tensor)
+    assert on_device.dtype == torch.uint8 and on_device.shape == (5, 7, 3)
+    np.testing.assert_array_equal(on_device.numpy(), tensor_to_pixels(tensor))
+
+
+def test_a_tensor_of_the_wrong_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="uint8 array or tensor"):
+        pixels_to_tensor(torch.zeros(4, 4, 3), "cpu", torch.float32)
+    with pytest.raises(ValueError, match="uint8 array or tensor"):
+        pixels_to_tensor(torch.zeros(3, 4, 4, dtype=torch.uint8), "cpu", torch.float32)

@@ -251,3 +251,14 @@ def test_uncached_hub_id_offline_raises_model_load_error(
     assert message.startswith("cannot load model realtime-tests/no-such-model: ")
     assert "realtime pull realtime-tests/no-such-model" in message
     assert "HF_HOME" in message
+
+
+def test_run_on_device_gives_the_pixels_of_run_as_a_tensor_from_a_tensor(
+    model: FewStepModel, image: Pixels
+) -> None:
+    # What the worker does with a codec on the model's device (frames/device_codec.py):
+    # a uint8 H x W x 3 tensor in, the same kind out, no host arrays.
+    [on_device] = model.run_on_device([ModelInput(torch.from_numpy(image), params(), {})])
+    assert on_device.dtype == torch.uint8 and on_device.device == model.device
+    assert on_device.shape == (256, 256, 3)
+    np.testing.assert_array_equal(on_device.numpy(), run(model, image))
