@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from frames.codecs import (
     MAX_IMAGE_PIXELS,
@@ -39,6 +38,9 @@ from frames.codecs import (
 )
 from frames.frame import DevicePixels, Pixels
 from frames.geometry import centre_crop
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class NvjpegCodec:
     on_device = True
 
     def __init__(self, device: str) -> None:
+        import torch  # here: the CPU codec is torch-free (`invert` needs no torch)
+
         self.device = torch.device(device)
 
     def decode(
@@ -110,6 +114,8 @@ class NvjpegCodec:
         if sniff_format(data) != "jpeg":
             return decode_to_size(data, width, height, max_size=max_size, max_pixels=max_pixels)
         check_jpeg(data, max_size=max_size, max_pixels=max_pixels)
+        import torch
+
         # decode_jpeg takes the bytes as a CPU tensor; a bytearray, because
         # torch.frombuffer warns on a read-only buffer.
         encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -126,6 +132,8 @@ class NvjpegCodec:
     ) -> bytes:
         if image_format != "jpeg":
             return encode_image(on_host(pixels), image_format, quality)
+        import torch
+
         if not isinstance(pixels, torch.Tensor):
             pixels = torch.from_numpy(np.ascontiguousarray(pixels))
         chw = pixels.to(self.device, non_blocking=True).permute(2, 0, 1).contiguous()
@@ -139,6 +147,8 @@ def fit_on_device(pixels: DevicePixels, width: int, height: int) -> DevicePixels
     """frames.geometry.fit for an H x W x 3 uint8 tensor, on its device: the same
     centre crop, then torch's antialiased bilinear resize (Pillow's filter, to
     within a level) in float32, as CUDA's antialiased resize takes no uint8."""
+    import torch
+
     src_height, src_width = pixels.shape[:2]
     if (src_width, src_height) == (width, height):
         return pixels
@@ -168,6 +178,8 @@ def codec_for(device: str) -> Codec:
 
 def _nvjpeg_missing(device: str) -> str | None:
     """Why torchvision's nvjpeg path cannot run on `device`, or None when it can."""
+    import torch
+
     if not torch.cuda.is_available():
         return "CUDA is not available to torch"
     try:
@@ -190,7 +202,7 @@ def _nvjpeg_missing(device: str) -> str | None:
 def on_host(pixels: Pixels | DevicePixels) -> Pixels:
     """`pixels` as a host array: copied from the device where they are a tensor
     (for WebRTC's video frames, or a codec that encodes on the CPU)."""
-    if isinstance(pixels, torch.Tensor):
-        host: Pixels = pixels.cpu().numpy()
-        return host
-    return pixels
+    if isinstance(pixels, np.ndarray):
+        return pixels
+    host: Pixels = pixels.cpu().numpy()
+    return host

@@ -46,9 +46,11 @@ class SimilarityFilter:
 
     def skips(self, pixels: Pixels, params: Mapping[str, ParamValue], threshold: float) -> bool:
         """True: skip this frame. False: it goes into the model and becomes the reference.
-        A threshold of 0 (or less) turns the filter off."""
+        A threshold of 0 (or less) turns the filter off, and so do pixels that are not a
+        host array (a GPU codec's, frames/device_codec.py): it compares on the CPU."""
         similar = (
             threshold > 0
+            and isinstance(pixels, np.ndarray)
             and self._last_pixels is not None
             and self._last_params == params
             and self._in_a_row < MAX_SKIPPED_IN_A_ROW

@@ -17,12 +17,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import av
 
-from frames.codecs import BadImage, ImageFormat, decode_to_size, encode_image
-from frames.frame import Frame, Pixels
+from frames.codecs import BadImage, ImageFormat
+from frames.frame import DevicePixels, Frame, Pixels
 from frames.video import VideoFrameScaler
 from realtime.server.lease import Lease
 from session.errors import StreamError
@@ -121,7 +121,7 @@ class LiveSession:
         limits = self.session.limits
         while (image := self._undecoded.take()) is not None:
             decode = partial(
-                decode_to_size,
+                self.worker.codec.decode,
                 image.data,
                 info.width,
                 info.height,
@@ -141,7 +141,7 @@ class LiveSession:
         await self._receive(partial(self._scaler, frame), now)
 
     async def _receive(
-        self, decode: Callable[[], Pixels], received_at: float, tag: object = None
+        self, decode: Callable[[], Pixels | DevicePixels], received_at: float, tag: object = None
     ) -> Message | None:
         index = self.session.number_frame(received_at)
         started = time.perf_counter()  # a wait before decoding counts in `queue`, not here
@@ -153,12 +153,14 @@ class LiveSession:
             self.meter.update(self.session)
             return reply
         decode_ms = (time.perf_counter() - started) * 1000
-        self.session.offer_frame(Frame(pixels, index, received_at, {Hop.DECODE: decode_ms}, tag))
+        # A GPU codec's tensor travels the session core as opaque pixels, to the model.
+        frame = Frame(cast(Pixels, pixels), index, received_at, {Hop.DECODE: decode_ms}, tag)
+        self.session.offer_frame(frame)
         self.meter.update(self.session)
         self._dispatch()
         return None
 
-    def _unless_closed(self, decode: Callable[[], Pixels]) -> Pixels:
+    def _unless_closed(self, decode: Callable[[], Pixels | DevicePixels]) -> Pixels | DevicePixels:
         """On a decode thread: decode, unless the session closed while the image waited
         for a thread (cancelling the wait does not stop a thread that has just taken it)."""
         if self.session.state is SessionState.CLOSED:
@@ -242,7 +244,7 @@ class LiveSession:
         started = time.perf_counter()
         image_format: ImageFormat = output.params["output_format"]  # type: ignore[assignment]
         quality = int(output.params["output_quality"])
-        encode = partial(encode_image, output.pixels, image_format, quality)
+        encode = partial(self.worker.codec.encode, output.pixels, image_format, quality)
         data = await self.lease.encoders.run(encode)
         return self.session.output_message(output, (time.perf_counter() - started) * 1000), data
 

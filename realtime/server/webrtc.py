@@ -33,6 +33,7 @@ from aiortc import (
 from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
+from frames.device_codec import on_host
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, Yuv420Converter, yuv420p_to_video_frame
 from realtime.ice import rtc_configuration
@@ -122,6 +123,11 @@ class OutputTrack(MediaStreamTrack):
         if self._started_at is None:
             self._started_at = now
         return yuv420p_to_video_frame(planes, round((now - self._started_at) / VIDEO_TIME_BASE))
+
+
+def _video_planes(to_yuv420p: Yuv420Converter, pixels: Pixels) -> Pixels:
+    """An output's yuv420p planes; a GPU codec's outputs come off the device first."""
+    return to_yuv420p(on_host(pixels))
 
 
 async def newest_frame(track: MediaStreamTrack) -> tuple[av.VideoFrame, int]:
@@ -270,7 +276,7 @@ class PeerSession:
             output = await self.live.next_output()
             message = self.live.session.output_message(output)
             if output.pixels is not None:
-                to_yuv = partial(self._to_yuv420p, output.pixels)
+                to_yuv = partial(_video_planes, self._to_yuv420p, output.pixels)
                 await self.outputs.publish(await self.live.lease.encoders.run(to_yuv))
             self.live.output_sent(output)
             # Frame metadata is advisory on WebRTC: skip it rather than queue it.

@@ -51,8 +51,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from frames.device_codec import Codec, CpuCodec, codec_for
 from frames.frame import Pixels
 from models.base import Model, ModelEntry, ModelInput
 from models.memory import free_memory, is_out_of_memory, recover
@@ -112,6 +113,10 @@ class ModelWorker:
         """Batches failing in a row (out-of-memory aside) after which the model is reloaded,
         and the backoff between reloads; touched by the worker thread only."""
         self.load_error: BaseException | None = None
+        self.codec: Codec = CpuCodec()
+        """How the sessions pinned here decode their images and encode their outputs:
+        nvjpeg on a CUDA model's GPU where it can (frames/device_codec.py), chosen when
+        the model has loaded; then the model hands back its outputs on the device."""
         self.busy_seconds = 0.0
         """Time spent in model calls; written by the worker thread, read by metrics."""
         self.batches = 0
@@ -248,6 +253,8 @@ class ModelWorker:
         logger.info("%s: loading model %r on %s", self.name, self.model_id, self.device)
         with _LOADING:
             model = self.entry.load(self.device)
+        if hasattr(model, "run_on_device"):  # a diffusion model (FewStepModel)
+            self.codec = codec_for(self.device)
         loaded = time.perf_counter()
         logger.info("%s: loaded in %.1f s, warming up", self.name, loaded - started)
         model.warmup()
@@ -269,7 +276,7 @@ class ModelWorker:
         started = time.perf_counter()
         failure: Exception | None = None
         try:
-            outputs: list[Pixels | None] = list(model.run(inputs))
+            outputs = self._outputs(model, inputs)
         except Exception as exc:
             logger.exception(
                 "%s: model %r failed on a batch of %d", self.name, self.model_id, len(batch)
@@ -295,6 +302,13 @@ class ModelWorker:
             logger.warning("%s: recovered from %s", self.name, error)
         self.restart_policy.call_failed(recovered=recovered)
         return _Call([None] * len(batch), error, code, recovered, started, model_ms)
+
+    def _outputs(self, model: Model, inputs: list[ModelInput]) -> list[Pixels | None]:
+        if not self.codec.on_device:
+            return list(model.run(inputs))
+        # Outputs stay on the GPU for the codec to encode there: tensors that the
+        # session core passes on as opaque pixels.
+        return cast(list[Pixels | None], model.run_on_device(inputs))  # type: ignore[attr-defined]
 
     def _restart(self, failed: list[_Done]) -> Model | None:
         """Drop the broken model and load a fresh one, retrying with backoff until it
