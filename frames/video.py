@@ -18,9 +18,9 @@ class VideoFrameScaler:
     """The WebRTC decode hop: decoded video frames to RGB pixels at the model's size.
 
     One libswscale call converts and scales (then a centred crop to the model's
-    aspect ratio, `fit`'s framing): 0.6-0.8 ms for a 512x512 camera frame to
-    256x256, where converting at full size and resizing with Pillow took 2.9-3.2
-    ms (docs/benchmarks.md, server overhead). The swscale context is kept from
+    aspect ratio, `fit`'s framing): 0.5 ms of CPU for a 512x512 camera frame to
+    256x256, where converting at full size and resizing with Pillow took 3.2 ms
+    (docs/benchmarks.md, server overhead). The swscale context is kept from
     frame to frame (building one costs more than a conversion), so a scaler
     serves one stream, whose frames it converts one at a time, and runs
     single-threaded: sessions already spread over the codec threads.
@@ -60,7 +60,7 @@ class Yuv420Converter:
     """RGB pixels to the yuv420p planes (one H*3/2 x W array) that video encoders take.
 
     aiortc's VP8 and H.264 encoders convert any other frame with a swscale context
-    made for the frame and threads of its own: 0.7 ms and more for 256x256, where
+    made for the frame, and threads of its own: 1.6 ms of CPU for 256x256, where
     this kept, single-threaded context takes 0.4 ms, once per output however many
     tracks show it. One converter per stream, converting one output at a time.
     """

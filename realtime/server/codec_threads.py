@@ -23,10 +23,7 @@ T = TypeVar("T")
 ENCODE_THREADS = min(32, (os.cpu_count() or 1) + 4)
 """Threads encoding outputs: as many as asyncio's default executor, where encoding ran
 before. Outputs are bounded by what the models make, so they need no bound of their
-own (decoding has one: `--decode-threads`); and fewer threads than that lost the
-server its share of a CPU it shares (4 WebRTC sessions with their clients on the
-2-core machine: 81 outputs/s and 0.7-1.7 s latency with 2 threads, 99-111 and
-0.1-0.5 s with 8)."""
+own (decoding has one: `--decode-threads`)."""
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
 
