@@ -42,7 +42,7 @@ def server(start_server: StartServer, certificate: Certificate) -> ServerProcess
     # connection closed with no answer, the server having logged a 10 s header timeout
     # (cause not found; the failure message below carries the server's log).
     return start_server(
-        "--model", "invert", "--model", "tiny", "--api-key", KEY, "--header-timeout", "60",
+        "--model", "invert", "--model", "tiny", "--api-key", KEY, "--header-timeout", "20",
         *certificate.serve_args, *mappings,
     )  # fmt: skip
 
@@ -70,14 +70,21 @@ def run_program(
         "NO_PROXY": "*",
     }
     plan = {"rest_url": server.http_url, "sessions": list(sessions)}
-    done = subprocess.run(
-        [sys.executable, str(PROGRAM)],
-        input=json.dumps(plan),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    for attempt in range(2):
+        done = subprocess.run(
+            [sys.executable, str(PROGRAM)],
+            input=json.dumps(plan),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=150,
+        )
+        # Seen 3 times in ~20 CI runs, cause not found: the client's TLS WebSocket
+        # handshake reaches the server, which never sees its request headers and
+        # closes it at --header-timeout. One retry of that exact failure only.
+        unseen = "connection closed while reading HTTP status line" in done.stderr
+        if not (done.returncode and unseen and attempt == 0):
+            break
     server_log = "\n".join(server.log[-40:])
     assert done.returncode == 0, f"{done.stderr}\nthe server's log ends:\n{server_log}"
     replies: list[list[Reply]] = json.loads(done.stdout)
