@@ -101,6 +101,8 @@ class NvjpegCodec:
         import torch  # here: the CPU codec is torch-free (`invert` needs no torch)
 
         self.device = torch.device(device)
+        self._host = CpuCodec()
+        """PNG and WebP, which nvjpeg does not take."""
 
     def decode(
         self,
@@ -112,7 +114,7 @@ class NvjpegCodec:
         max_pixels: int = MAX_IMAGE_PIXELS,
     ) -> Pixels | DevicePixels:
         if sniff_format(data) != "jpeg":
-            return decode_to_size(data, width, height, max_size=max_size, max_pixels=max_pixels)
+            return self._host.decode(data, width, height, max_size=max_size, max_pixels=max_pixels)
         check_jpeg(data, max_size=max_size, max_pixels=max_pixels)
         import torch
 
@@ -131,7 +133,7 @@ class NvjpegCodec:
         self, pixels: Pixels | DevicePixels, image_format: ImageFormat, quality: int
     ) -> bytes:
         if image_format != "jpeg":
-            return encode_image(on_host(pixels), image_format, quality)
+            return self._host.encode(pixels, image_format, quality)
         import torch
 
         if not isinstance(pixels, torch.Tensor):
