@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from models.base import ModelInfo
 from models.params import ParamSpec
+from models.parts import ControlNetWeights, IpAdapterWeights
 from models.pipelines import (
     PROMPT,
     SEED,
@@ -102,6 +103,12 @@ class Family:
     scheduler: str | None = None
     """The diffusers scheduler class it runs with its pipeline's scheduler config, where
     that is not the pipeline's own (LCM-LoRA runs its SD base with LCMScheduler)."""
+    licence: str = ""
+    """The licence of its own weights (and its LoRA's), as `realtime models` shows it."""
+    controlnets: tuple[ControlNetWeights, ...] = ()
+    """The ControlNets that exist for its UNet, one per control signal (models.parts)."""
+    ip_adapters: tuple[IpAdapterWeights, ...] = ()
+    """The IP-Adapters that exist for its UNet; none for SD 2.1 (sd-turbo)."""
 
     def model_info(self, *, width: int | None = None, height: int | None = None) -> ModelInfo:
         """Its description, params and constraints, at `width` x `height` (multiples of
