@@ -25,6 +25,15 @@ IMAGE_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "webp")
 them (session/params.py's `output_format`) imports no codec library."""
 
 
+@dataclass(frozen=True, slots=True)
+class ControlImage:
+    """A control signal computed from a camera frame (frames/annotators.py): the
+    annotator's name ("face", "canny") and its image, as large as the frame."""
+
+    control: str
+    pixels: Pixels
+
+
 @dataclass(slots=True)
 class Frame:
     """One input frame, as the session and worker see it.
@@ -35,6 +44,8 @@ class Frame:
     the milliseconds of each hop of the data path (decode, queue, model, encode)
     so latency can be read off every output. `tag` is the client's own name for
     the input (fal's `request_id`), echoed with the output made from it.
+    `control` is the control image computed from it in the decode hop, for a
+    session that asked for one (its `control` param).
     """
 
     pixels: Pixels | None
@@ -42,3 +53,4 @@ class Frame:
     received_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     tag: object = None
+    control: ControlImage | None = None

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from frames.frame import DevicePixels, Pixels
+from frames.frame import ControlImage, DevicePixels, Pixels
 from models.params import Constraint, ParamSpec, ParamValue
 
 ModelKind = Literal["img2img", "txt2img", "effect"]
@@ -29,6 +29,8 @@ class ModelInfo:
     that sends no frames."""
     random_weights: bool = False
     """Real architecture, random weights: its outputs are noise (for speed measurements)."""
+    takes_reference: bool = False
+    """Conditions its outputs on a session's reference image (an IP-Adapter is loaded)."""
 
     @property
     def default_params(self) -> dict[str, ParamValue]:
@@ -51,6 +53,12 @@ class ModelInput:
     codec decodes there (frames/device_codec.py: then only for a model with `run_on_device`)."""
     params: Mapping[str, ParamValue]
     state: dict[str, Any] = field(default_factory=dict)
+    reference: Pixels | None = None
+    """The session's reference image (a model whose `info.takes_reference` is set):
+    the same object for as long as the reference stays, so its embedding is computed
+    once."""
+    control: ControlImage | None = None
+    """The control image computed from `pixels` (for a model with ControlNets)."""
 
 
 class Model(Protocol):

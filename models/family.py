@@ -20,14 +20,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from models.base import ModelInfo
 from models.params import ParamSpec
-from models.parts import ControlNetWeights, IpAdapterWeights
+from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
 from models.pipelines import (
     PROMPT,
     SEED,
+    STABILITY,
     STRENGTH,
     diffusers_class,
     fuse_lora,
+    load_controlnet,
     load_family_pipeline,
+    load_ip_adapter,
     steps_param,
     steps_times_strength,
 )
@@ -110,9 +113,15 @@ class Family:
     ip_adapters: tuple[IpAdapterWeights, ...] = ()
     """The IP-Adapters that exist for its UNet; none for SD 2.1 (sd-turbo)."""
 
-    def model_info(self, *, width: int | None = None, height: int | None = None) -> ModelInfo:
+    def model_info(
+        self,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        parts: AvatarParts = AvatarParts(),  # noqa: B008 (frozen: safely shared)
+    ) -> ModelInfo:
         """Its description, params and constraints, at `width` x `height` (multiples of
-        8; by default its native size)."""
+        8; by default its native size), with the params of the `parts` it is loaded with."""
         runs_a_share = self.timesteps == "img2img"
         steps = steps_param(
             maximum=self.max_steps, default=self.default_steps, img2img_runs_a_share=runs_a_share
@@ -123,23 +132,32 @@ class Family:
             kind="img2img",
             width=self.width if width is None else width,
             height=self.height if height is None else height,
-            params=(PROMPT, STRENGTH, steps, SEED, *self.extra_params),
+            params=(PROMPT, STRENGTH, steps, SEED, *self.extra_params, STABILITY, *parts.params()),
             constraints=(steps_times_strength(self.name),) if runs_a_share else (),
             text_to_image=True,
+            takes_reference=parts.ip_adapter is not None,
         )
 
     def from_pipeline(
-        self, pipeline: DiffusionPipeline, info: ModelInfo | None = None
+        self,
+        pipeline: DiffusionPipeline,
+        info: ModelInfo | None = None,
+        controlnets: Mapping[str, Any] | None = None,
     ) -> FewStepModel:
-        """Wrap an already-loaded pipeline of this family (any class with its components)
-        as a model; `info` defaults to `model_info()`."""
+        """Wrap an already-loaded pipeline of this family (any class with its components,
+        an IP-Adapter loaded or not) as a model, with `controlnets` by their control;
+        `info` defaults to `model_info()`."""
         from models.few_step import FewStepModel
 
         scheduler = None
         if self.scheduler is not None:
             scheduler = diffusers_class(self.scheduler).from_config(pipeline.scheduler.config)
         return FewStepModel(
-            pipeline, info or self.model_info(), timesteps=self.timesteps, scheduler=scheduler
+            pipeline,
+            info or self.model_info(),
+            timesteps=self.timesteps,
+            scheduler=scheduler,
+            controlnets=controlnets,
         )
 
     def load(
@@ -151,14 +169,16 @@ class Family:
         tiny_vae: str | Own | None = OWN,
         lora: str | Own | None = OWN,
         dtype: torch.dtype | None = None,
+        parts: AvatarParts = AvatarParts(),  # noqa: B008 (frozen: safely shared)
     ) -> FewStepModel:
         """Load the family from `source` (a hub id or a folder; by default `hub_id`) onto
         `device`; the worker warms it up.
 
         `tiny_vae` (a hub id or a folder) replaces the full VAE, None keeps it;
         `lora` (a hub id or a folder) is fused into the UNet, None fuses none;
-        `dtype` None picks fp16 on CUDA, fp32 elsewhere. Raises
-        models.loading.ModelLoadError when weights are missing.
+        `dtype` None picks fp16 on CUDA, fp32 elsewhere; `parts` (an IP-Adapter,
+        ControlNets) are loaded with it. Raises models.loading.ModelLoadError when
+        weights are missing.
         """
         pipeline = load_family_pipeline(
             diffusers_class(self.pipeline_classes[1]),
@@ -173,4 +193,7 @@ class Family:
         lora = self.lora if isinstance(lora, Own) else lora
         if lora is not None:
             fuse_lora(pipeline, lora)
-        return self.from_pipeline(pipeline, info)
+        if parts.ip_adapter is not None:
+            load_ip_adapter(pipeline, parts.ip_adapter)
+        controlnets = {part.control: load_controlnet(part, pipeline) for part in parts.controlnets}
+        return self.from_pipeline(pipeline, info or self.model_info(parts=parts), controlnets)

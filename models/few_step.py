@@ -14,7 +14,14 @@ What differs between families is chosen when it is built:
 - the timestep policy (`models.timesteps`): "lcm" as
   LatentConsistencyModel*Pipeline sets the timesteps, "img2img" as
   StableDiffusion(XL)Img2ImgPipeline does;
-- the scheduler, copied per session from the pipeline's (or a given one).
+- the scheduler, copied per session from the pipeline's (or a given one);
+- image conditioning (`models.image_conditioning`), where the pipeline has an
+  IP-Adapter loaded (a session's reference image) or ControlNets are given (a
+  control image computed from each frame, one ControlNet per control).
+
+A session's `stability` carries a share of its previous output's latent into
+the next frame's: consecutive outputs of a still or slowly moving camera then
+differ less (less flicker), at the cost of some lag behind fast motion.
 
 There is no classifier-free guidance: turbo and LCM-LoRA are distilled to run
 without it (guidance_scale <= 1), and LCM's guidance is an input of its UNet
@@ -42,6 +49,13 @@ from frames.frame import DevicePixels, Pixels
 from frames.tensors import pixels_to_tensor, tensor_to_device_pixels, tensor_to_pixels
 from models.base import ModelInfo, ModelInput
 from models.conditioning import Conditioning, guidance_scale_embedding, prompt_encoder_for
+from models.image_conditioning import (
+    ImageConditioning,
+    ReferenceEncoder,
+    control_residuals,
+    control_tensor,
+    reference_inputs,
+)
 from models.params import ParamValue
 from models.timesteps import Scheduler, TimestepPolicy, set_timesteps
 
@@ -68,6 +82,10 @@ class _Frame:
     timesteps: torch.Tensor
     seeded: _SeededNoise
     generator: torch.Generator
+    image: ImageConditioning
+    stability: float
+    """The share of the session's previous output latent in this frame's (img2img)."""
+    state: dict[str, Any]
 
     @property
     def group(self) -> tuple[bool, tuple[int, ...], int]:
@@ -98,6 +116,7 @@ class FewStepModel:
         *,
         timesteps: TimestepPolicy,
         scheduler: Any = None,
+        controlnets: Mapping[str, Any] | None = None,
     ) -> None:
         self.info = info
         self.unet: UNet2DConditionModel = pipeline.unet
@@ -107,6 +126,9 @@ class FewStepModel:
         self.scheduler_class: Any = type(template)
         self.scheduler_config = template.config
         self.timestep_policy = timesteps
+        self.controlnets: dict[str, Any] = dict(controlnets or {})
+        """ControlNetModels by the control they take ("face", "canny")."""
+        self.reference_encoder = ReferenceEncoder.of(pipeline)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
         self.latent_scale = 2 ** (len(self.vae.config["block_out_channels"]) - 1)
@@ -116,8 +138,8 @@ class FewStepModel:
         self._warm = False
         if self.device.type == "cuda":
             # NHWC is the layout cuDNN's fp16 convolutions run fastest in.
-            self.unet.to(memory_format=torch.channels_last)
-            self.vae.to(memory_format=torch.channels_last)
+            for module in (self.unet, self.vae, *self.controlnets.values()):
+                module.to(memory_format=torch.channels_last)
 
     def compile(self, backend: str = "inductor") -> None:
         """Compile the UNet, where nearly all of a frame's time goes, with torch.compile:
@@ -193,6 +215,34 @@ class FewStepModel:
             timesteps=timesteps,
             seeded=seeded,
             generator=generator,
+            image=self._image_conditioning(item),
+            stability=float(params.get("stability", 0.0)),
+            state=state,
+        )
+
+    def _image_conditioning(self, item: ModelInput) -> ImageConditioning:
+        """The frame's reference (its embedding, from the session's state while the
+        reference stays the same object) and control image, where the model takes them."""
+        reference = None
+        if self.reference_encoder is not None and item.reference is not None:
+            cached = item.state.get("reference")
+            if cached is None or cached[0] is not item.reference:
+                cached = item.state["reference"] = (
+                    item.reference,
+                    self.reference_encoder(item.reference),
+                )
+            reference = cached[1]
+        control = item.control
+        if control is None or control.control not in self.controlnets or item.pixels is None:
+            control = None
+        return ImageConditioning(
+            reference=reference,
+            reference_scale=float(item.params.get("reference_scale", 0.0)),
+            control=None if control is None else control.control,
+            control_image=(
+                None if control is None else control_tensor(control.pixels, self.device, self.dtype)
+            ),
+            control_scale=float(item.params.get("control_scale", 0.0)),
         )
 
     def _denoise(self, frames: list[_Frame]) -> list[torch.Tensor]:
@@ -201,6 +251,14 @@ class FewStepModel:
         conditioning = Conditioning.batch([frame.conditioning for frame in frames])
         guidance = [frame.timestep_cond for frame in frames if frame.timestep_cond is not None]
         timestep_cond = torch.cat(guidance) if guidance else None
+        added = dict(conditioning.added or {})
+        attention: dict[str, Any] = {}
+        images = [frame.image for frame in frames]
+        if self.reference_encoder is not None:
+            no_reference = self.reference_encoder.zeros()
+            embeds, masks = reference_inputs(images, no_reference, self.device, self.dtype)
+            added |= embeds
+            attention |= masks
         for step in range(len(frames[0].timesteps)):
             timesteps = [frame.timesteps[step] for frame in frames]
             model_input = torch.cat(
@@ -210,13 +268,24 @@ class FewStepModel:
                 ]
             )
             # One timestep per sample: the UNet embeds each on its own.
+            t = torch.stack(timesteps)
+            residuals = control_residuals(
+                self.controlnets,
+                images,
+                model_input,
+                t,
+                conditioning.prompt_embeds,
+                conditioning.added,
+            )
             prediction = self.unet(
                 model_input,
-                torch.stack(timesteps),
+                t,
                 encoder_hidden_states=conditioning.prompt_embeds,
                 timestep_cond=timestep_cond,
-                added_cond_kwargs=conditioning.added,
+                added_cond_kwargs=added or None,
+                cross_attention_kwargs=attention or None,
                 return_dict=False,
+                **residuals,
             )[0]
             latents = [
                 frame.scheduler.step(
@@ -225,6 +294,8 @@ class FewStepModel:
                 for i, (frame, sample, t) in enumerate(zip(frames, latents, timesteps, strict=True))
             ]
         # At a final step every scheduler's previous sample is its denoised estimate.
+        for frame, sample in zip(frames, latents, strict=True):
+            frame.state["previous_latents"] = sample
         scaled = torch.cat(latents).to(self.vae.dtype) / self.vae.config["scaling_factor"]
         decoded: torch.Tensor = self.vae.decode(scaled, return_dict=False)[0]
         return list(torch.split(decoded, 1))
@@ -254,9 +325,21 @@ class FewStepModel:
             latents = encoded.latents
         latents = self.vae.config["scaling_factor"] * latents.to(self.dtype)
         return [
-            frame.scheduler.add_noise(latents[i : i + 1], frame.seeded.noise, frame.timesteps[:1])
+            frame.scheduler.add_noise(
+                self._stabilized(frame, latents[i : i + 1]), frame.seeded.noise, frame.timesteps[:1]
+            )
             for i, frame in enumerate(frames)
         ]
+
+    @staticmethod
+    def _stabilized(frame: _Frame, latents: torch.Tensor) -> torch.Tensor:
+        """The frame's latents with `stability` of the session's previous output's mixed
+        in: what stays still between frames then stays still in the outputs, rather than
+        each output drawing the camera's noise anew."""
+        previous: torch.Tensor | None = frame.state.get("previous_latents")
+        if frame.stability == 0 or previous is None or previous.shape != latents.shape:
+            return latents
+        return torch.lerp(latents, previous, frame.stability)
 
     def _set_timesteps(
         self, scheduler: Scheduler, steps: int, strength: float | None

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.params import ParamSpec
+
+NO_CONTROL = "none"
+
 
 @dataclass(frozen=True, slots=True)
 class ControlNetWeights:
@@ -59,3 +63,39 @@ class AvatarParts:
 
     def __bool__(self) -> bool:
         return bool(self.controlnets) or self.ip_adapter is not None
+
+    def params(self) -> tuple[ParamSpec, ...]:
+        """The params a model with these parts takes besides its family's."""
+        params: list[ParamSpec] = []
+        if self.controlnets:
+            params += [
+                ParamSpec(
+                    "control",
+                    str,
+                    NO_CONTROL,
+                    "The structure each output keeps from its camera frame: face landmarks,"
+                    " edges (canny), ...; none for plain img2img.",
+                    choices=(NO_CONTROL, *self.controls),
+                ),
+                ParamSpec(
+                    "control_scale",
+                    float,
+                    0.8,
+                    "How strongly the control holds the structure; 0 lets go.",
+                    minimum=0.0,
+                    maximum=2.0,
+                ),
+            ]
+        if self.ip_adapter is not None:
+            params.append(
+                ParamSpec(
+                    "reference_scale",
+                    float,
+                    0.6,
+                    "How strongly the reference image (PUT /v1/sessions/{id}/reference) shapes"
+                    " each output; 0 ignores it.",
+                    minimum=0.0,
+                    maximum=1.5,
+                )
+            )
+        return tuple(params)

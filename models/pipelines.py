@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.loading import load_errors, load_pipeline, local_or_hub, resolve_device
 from models.params import Constraint, ParamConflict, ParamSpec, ParamValue
+from models.parts import ControlNetWeights, IpAdapterWeights
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +83,31 @@ def fuse_lora(pipeline: Any, lora: str) -> None:
     pipeline.unload_lora_weights()
 
 
+def load_ip_adapter(pipeline: Any, weights: IpAdapterWeights) -> None:
+    """Load an IP-Adapter and its image encoder into `pipeline` (its UNet's cross-attention
+    gains the image's keys and values), in the pipeline's dtype, on its device."""
+    with load_errors(weights.source):
+        pipeline.load_ip_adapter(
+            local_or_hub(weights.source),
+            subfolder=weights.subfolder,
+            weight_name=weights.weight_name,
+            image_encoder_folder=weights.image_encoder_folder,
+        )
+    pipeline.image_encoder.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype)
+
+
+def load_controlnet(weights: ControlNetWeights, pipeline: Any) -> Any:
+    """Load a ControlNet for `pipeline`'s UNet, in its dtype, on its device."""
+    from diffusers.models.controlnets.controlnet import ControlNetModel
+
+    options = {} if weights.subfolder is None else {"subfolder": weights.subfolder}
+    with load_errors(weights.source):
+        controlnet = ControlNetModel.from_pretrained(
+            local_or_hub(weights.source), torch_dtype=pipeline.unet.dtype, **options
+        )
+    return controlnet.to(pipeline.unet.device)
+
+
 # The params the few-step families share.
 
 PROMPT = ParamSpec(
@@ -106,6 +132,16 @@ SEED = ParamSpec(
     "Seed of the noise; fixed, a still input gives a still output.",
     minimum=0,
     maximum=2**32 - 1,
+)
+
+STABILITY = ParamSpec(
+    "stability",
+    float,
+    0.0,
+    "Share of the previous output kept in the next (img2img): less flicker for a still"
+    " camera, more lag behind motion; 0 is off.",
+    minimum=0.0,
+    maximum=0.95,
 )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+    from diffusers.models.controlnets.controlnet import ControlNetModel
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTokenizer
 
@@ -99,6 +100,93 @@ def small_autoencoder_tiny(channels: int) -> AutoencoderTiny:
         latent_channels=4,
     )
     return vae
+
+
+def random_controlnet(unet: UNet2DConditionModel, gain: float = 1.0) -> ControlNetModel:
+    """A ControlNet for `unet` (its encoder's structure, as `ControlNetModel.from_unet`
+    makes it), taking an RGB control image at the image's size, with every layer random.
+
+    A real ControlNet starts with zeroed output convolutions, so that training
+    begins from the UNet's own behaviour; random ones, times `gain`, make the
+    control image visibly steer an untrained model's output."""
+    import torch
+    from diffusers.models.controlnets.controlnet import ControlNetModel
+
+    channels = unet.config["block_out_channels"][0]
+    # Three stride-2 convolutions bring the image to the latent's size (8x smaller).
+    controlnet: ControlNetModel = ControlNetModel.from_unet(
+        unet,
+        conditioning_embedding_out_channels=(channels // 2,) * 3 + (channels,),
+        # Its own random weights: a ControlNet takes no guidance embedding, which LCM's
+        # UNet has, so the UNet's time embedding would not load into it.
+        load_weights_from_unet=False,
+    )
+    zeroed = [
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+        controlnet.controlnet_cond_embedding.conv_out,
+    ]
+    with torch.no_grad():
+        for conv in zeroed:
+            assert isinstance(conv, torch.nn.Conv2d)
+            torch.nn.init.kaiming_uniform_(conv.weight)
+            conv.weight.mul_(gain)
+    return controlnet
+
+
+def save_random_ip_adapter(
+    folder: Path, unet: UNet2DConditionModel, *, image_size: int = 32, gain: float = 1.0
+) -> None:
+    """A plain IP-Adapter for `unet` with random weights and a small CLIP image encoder,
+    saved in `folder` as h94/IP-Adapter lays one out: `ip-adapter.safetensors` and
+    `image_encoder/`, for `load_ip_adapter(folder, subfolder="", weight_name=
+    "ip-adapter.safetensors", image_encoder_folder="image_encoder")`.
+
+    Its image projection maps the encoder's image embedding to 4 tokens; each
+    cross-attention layer gets random key and value projections for them (times
+    `gain`), numbered as the original weights number them (1, 3, 5, ...)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    cross_attention_dim = int(unet.config["cross_attention_dim"])
+    projection_dim = 32
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=image_size // 4,
+            projection_dim=projection_dim,
+        )
+    )
+    encoder.save_pretrained(folder / "image_encoder")
+    tokens = 4
+    weights = {
+        "image_proj.proj.weight": torch.randn(tokens * cross_attention_dim, projection_dim)
+        / projection_dim**0.5,
+        "image_proj.proj.bias": torch.zeros(tokens * cross_attention_dim),
+        "image_proj.norm.weight": torch.ones(cross_attention_dim),
+        "image_proj.norm.bias": torch.zeros(cross_attention_dim),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            to_k = unet.get_submodule(name.removesuffix(".processor") + ".to_k")
+            assert isinstance(to_k, torch.nn.Linear)
+            for projection in ("to_k_ip", "to_v_ip"):
+                weight = torch.randn(to_k.weight.shape) * gain / to_k.in_features**0.5
+                weights[f"ip_adapter.{key_id}.{projection}.weight"] = weight
+            key_id += 2
+    save_file(
+        {name: tensor.contiguous() for name, tensor in weights.items()}, folder / IP_ADAPTER_FILE
+    )
+
+
+IP_ADAPTER_FILE = "ip-adapter.safetensors"
+"""The weights file `save_random_ip_adapter` writes."""
 
 
 def _byte_vocab() -> dict[str, int]:

@@ -36,9 +36,13 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
+from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
 from models.tiny_parts import (
+    IP_ADAPTER_FILE,
     byte_text_config,
     byte_tokenizer,
+    random_controlnet,
+    save_random_ip_adapter,
     small_autoencoder_tiny,
     two_level_unet,
 )
@@ -76,6 +80,23 @@ def build_family_folders(root: Path) -> FamilyFolders:
         lcm=build_lcm(root / "lcm"),
         lcm_lora=build_lcm_lora(root / "lcm-lora", base=sd),
     )
+
+
+def build_avatar_parts(folder: Path, base: Path) -> AvatarParts:
+    """A random "canny" and "face" ControlNet and a plain IP-Adapter for the UNet of the
+    pipeline in `base`, saved in `folder` as on the hub."""
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    controlnets = []
+    for n, control in enumerate(("canny", "face")):
+        with _seeded(n):
+            random_controlnet(unet).save_pretrained(folder / control)
+        controlnets.append(ControlNetWeights(control, str(folder / control), "test"))
+    with _seeded():
+        save_random_ip_adapter(folder / "ip-adapter", unet)
+    ip_adapter = IpAdapterWeights(
+        "plain", str(folder / "ip-adapter"), "", IP_ADAPTER_FILE, "image_encoder", "test"
+    )
+    return AvatarParts(tuple(controlnets), ip_adapter)
 
 
 def build_tiny_vae(folder: Path) -> Path:
@@ -213,8 +234,8 @@ def _full_vae() -> AutoencoderKL:
 
 
 @contextmanager
-def _seeded() -> Iterator[None]:
+def _seeded(seed: int = 0) -> Iterator[None]:
     # The same weights on every build, without disturbing the caller's random state.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         yield

@@ -363,7 +363,7 @@ def test_infos_at_the_native_size(family: Family) -> None:
     assert (info.kind, info.text_to_image, info.random_weights) == ("img2img", True, False)
     names = ["prompt", "strength", "steps", "seed"]
     assert [spec.name for spec in info.params] == (
-        [*names, "guidance_scale"] if family is LCM else names
+        [*names, "guidance_scale", "stability"] if family is LCM else [*names, "stability"]
     )
 
 
