@@ -66,6 +66,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
     entry.info.id: entry
     for entry in (
         ModelEntry(tiny.TINY, tiny.load_tiny),
+        ModelEntry(tiny.TINY_AVATAR, tiny.load_tiny_avatar),
         ModelEntry(effects.INVERT, effects.load_invert),
         *(_family_entry(family, family.hub_id, name) for name, family in FAMILIES.items()),
     )

@@ -17,14 +17,21 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.base import ModelInfo
 from models.params import ParamSpec
+from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
+from models.pipelines import STABILITY
 from models.tiny_parts import (
+    IP_ADAPTER_FILE,
     byte_text_config,
     byte_tokenizer,
+    random_controlnet,
+    save_random_ip_adapter,
     small_autoencoder_tiny,
     two_level_unet,
 )
@@ -79,8 +86,40 @@ TINY = ModelInfo(
             minimum=0.0,
             maximum=20.0,
         ),
+        STABILITY,
     ),
     text_to_image=True,
+)
+
+TINY_CONTROLS = ("face", "canny")
+_AVATAR_FOLDER_NAME = "tiny-avatar-v1"  # Bump whenever build_tiny_avatar_parts builds differently.
+_CONTROL_GAIN = 2.0  # on the random ControlNets' output convs: the control visibly steers
+_REFERENCE_GAIN = 3.0  # on the IP-Adapter's keys and values: the reference visibly steers
+
+
+def tiny_avatar_parts(folder: Path) -> AvatarParts:
+    """The tiny model's random ControlNets (face, canny) and IP-Adapter, in `folder`."""
+    licence = "built here (random weights)"
+    return AvatarParts(
+        tuple(ControlNetWeights(c, str(folder / c), licence) for c in TINY_CONTROLS),
+        IpAdapterWeights(
+            "plain", str(folder / "ip-adapter"), "", IP_ADAPTER_FILE, "image_encoder", licence
+        ),
+    )
+
+
+TINY_AVATAR = ModelInfo(
+    id="tiny-avatar",
+    description=(
+        "The tiny model with random ControlNets (face, canny) and a random IP-Adapter, built"
+        " offline: avatar mode (a reference image, a control) on a CPU, with no download."
+    ),
+    kind=TINY.kind,
+    width=TINY.width,
+    height=TINY.height,
+    params=(*TINY.params, *tiny_avatar_parts(Path()).params()),
+    text_to_image=True,
+    takes_reference=True,
 )
 
 _FOLDER_NAME = "tiny-v1"  # Bump the version whenever build_tiny_pipeline builds differently.
@@ -100,20 +139,51 @@ def tiny_weights_folder() -> Path:
 
     REALTIME_CACHE defaults to `~/.cache/realtime`.
     """
-    cache = Path(os.environ.get("REALTIME_CACHE") or Path.home() / ".cache" / "realtime")
-    folder = cache.expanduser() / _FOLDER_NAME
+    folder = _cache() / _FOLDER_NAME
     if not (folder / "model_index.json").is_file():
         build_tiny_pipeline(folder)
     return folder
 
 
-def build_tiny_pipeline(folder: Path) -> None:
-    """Save the tiny pipeline to `folder` with `save_pretrained`; the same on every call.
+def tiny_avatar_folder() -> Path:
+    """Return `$REALTIME_CACHE/tiny-avatar-v1`, building it (and the tiny model) if missing."""
+    folder = _cache() / _AVATAR_FOLDER_NAME
+    if not (folder / "ip-adapter" / IP_ADAPTER_FILE).is_file():
+        _build_atomically(folder, partial(_build_avatar_parts, tiny_weights_folder()))
+    return folder
 
-    Safe when several processes build at once: each builds into a temporary
-    sibling and renames it into place; the first rename wins, the others
-    discard theirs. An existing `folder` is left as it is.
-    """
+
+def _cache() -> Path:
+    return Path(
+        os.environ.get("REALTIME_CACHE") or Path.home() / ".cache" / "realtime"
+    ).expanduser()
+
+
+def build_tiny_pipeline(folder: Path) -> None:
+    """Save the tiny pipeline to `folder` with `save_pretrained`; the same on every call,
+    safe when several processes build at once (`_build_atomically`)."""
+    logger.info("building the tiny model's random weights into %s (once)", folder)
+    _build_atomically(folder, _save_tiny_pipeline)
+
+
+def _build_atomically(folder: Path, build: Callable[[Path], None]) -> None:
+    """Build into a temporary sibling of `folder` and rename it into place: of several
+    processes building at once, the first rename wins and the others discard theirs
+    (identical: the builds are seeded). An existing `folder` is left as it is."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        build(building)
+        try:
+            building.rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _save_tiny_pipeline(folder: Path) -> None:
     import torch
     from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
         LatentConsistencyModelImg2ImgPipeline,
@@ -121,62 +191,64 @@ def build_tiny_pipeline(folder: Path) -> None:
     from diffusers.schedulers.scheduling_lcm import LCMScheduler
     from transformers import CLIPTextModel
 
-    logger.info("building the tiny model's random weights into %s (once)", folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        tokenizer = byte_tokenizer(building / "tokenizer")
-
-        # Seeded without disturbing the caller's random state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            unet = two_level_unet(
-                sample_size=32,
-                block_out_channels=(32, 64),
-                cross_attention_dim=32,
-                attention_head_dim=8,
-                norm_num_groups=32,
-                time_cond_proj_dim=32,
-                # The pooled prompt also joins the time embedding, as in Kandinsky's UNet:
-                # cross-attention alone moves a random UNet's output too little.
-                addition_embed_type="text",
-                addition_embed_type_num_heads=4,
-            )
-            # 12 channels: encode + decode take ~15 ms on a CPU.
-            vae = small_autoencoder_tiny(12)
-            text_encoder = CLIPTextModel(
-                byte_text_config(
-                    tokenizer,
-                    hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                )
-            )
-            with torch.no_grad():
-                _carry_image(vae)
-                _amplify_conditioning(unet)
-
-        pipeline = LatentConsistencyModelImg2ImgPipeline(
-            vae=vae,  # type: ignore[arg-type]  # annotated AutoencoderKL; any VAE works
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=LCMScheduler(),
-            # diffusers annotates these without None, yet documents None as the way to omit them.
-            safety_checker=None,  # type: ignore[arg-type]
-            feature_extractor=None,  # type: ignore[arg-type]
-            requires_safety_checker=False,
+    tokenizer = byte_tokenizer(folder / "tokenizer")
+    # Seeded without disturbing the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = two_level_unet(
+            sample_size=32,
+            block_out_channels=(32, 64),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+            time_cond_proj_dim=32,
+            # The pooled prompt also joins the time embedding, as in Kandinsky's UNet:
+            # cross-attention alone moves a random UNet's output too little.
+            addition_embed_type="text",
+            addition_embed_type_num_heads=4,
         )
-        pipeline.save_pretrained(building)
-        try:
-            building.rename(folder)
-        except OSError:
-            if not (folder / "model_index.json").is_file():
-                raise
-            # Another process built it first; theirs is identical.
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+        # 12 channels: encode + decode take ~15 ms on a CPU.
+        vae = small_autoencoder_tiny(12)
+        text_encoder = CLIPTextModel(
+            byte_text_config(
+                tokenizer,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+            )
+        )
+        with torch.no_grad():
+            _carry_image(vae)
+            _amplify_conditioning(unet)
+
+    pipeline = LatentConsistencyModelImg2ImgPipeline(
+        vae=vae,  # type: ignore[arg-type]  # annotated AutoencoderKL; any VAE works
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=LCMScheduler(),
+        # diffusers annotates these without None, yet documents None as the way to omit them.
+        safety_checker=None,  # type: ignore[arg-type]
+        feature_extractor=None,  # type: ignore[arg-type]
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder)
+
+
+def _build_avatar_parts(tiny: Path, folder: Path) -> None:
+    """Save random ControlNets and an IP-Adapter for the tiny UNet (in `tiny`) to `folder`."""
+    import torch
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    logger.info("building the tiny avatar parts' random weights into %s (once)", folder)
+    unet = UNet2DConditionModel.from_pretrained(tiny / "unet")
+    with torch.random.fork_rng(devices=[]):
+        for seed, control in enumerate(TINY_CONTROLS):
+            torch.manual_seed(seed)
+            random_controlnet(unet, gain=_CONTROL_GAIN).save_pretrained(folder / control)
+        torch.manual_seed(len(TINY_CONTROLS))
+        save_random_ip_adapter(folder / "ip-adapter", unet, gain=_REFERENCE_GAIN)
 
 
 def load_tiny(device: str, folder: Path | None = None) -> FewStepModel:
@@ -260,3 +332,21 @@ def _amplify_conditioning(unet: UNet2DConditionModel) -> None:
             if name.endswith(suffix):
                 assert isinstance(module, torch.nn.Linear)
                 module.weight.mul_(gain)
+
+
+def load_tiny_avatar(device: str) -> FewStepModel:
+    """The tiny model with its avatar parts (`tiny_avatar_folder()`, built if missing),
+    loaded through the same `load_ip_adapter` and ControlNet paths real weights take."""
+    import torch
+
+    from models.lcm import FAMILY as LCM
+
+    parts = tiny_avatar_parts(tiny_avatar_folder())
+    return LCM.load(
+        str(tiny_weights_folder()),
+        device,
+        info=TINY_AVATAR,
+        tiny_vae=None,
+        dtype=torch.float32,
+        parts=parts,
+    )

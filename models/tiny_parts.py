@@ -121,6 +121,13 @@ def random_controlnet(unet: UNet2DConditionModel, gain: float = 1.0) -> ControlN
         # UNet has, so the UNet's time embedding would not load into it.
         load_weights_from_unet=False,
     )
+    # from_unet leaves out the heads of the tiny model's prompt pooling (its default: 64).
+    heads = unet.config.get("addition_embed_type_num_heads", 64)
+    if controlnet.config["addition_embed_type_num_heads"] != heads:
+        # Without the private keys: `_use_default_values` would restore the default.
+        config = {k: v for k, v in controlnet.config.items() if not k.startswith("_")}
+        config["addition_embed_type_num_heads"] = heads
+        controlnet = ControlNetModel.from_config(config)
     zeroed = [
         *controlnet.controlnet_down_blocks,
         controlnet.controlnet_mid_block,

@@ -27,6 +27,8 @@ class Job:
     session_id: str
     frame: Frame
     params: dict[str, ParamValue]
+    reference: Pixels | None = None
+    """The session's reference image (avatar mode), the same object while it stays."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,11 +76,12 @@ class Hop:
 
     QUEUE: Final = "queue"
     DECODE: Final = "decode"
+    CONTROL: Final = "control"
     MODEL: Final = "model"
     ENCODE: Final = "encode"
 
 
-HOPS: tuple[str, ...] = (Hop.QUEUE, Hop.DECODE, Hop.MODEL, Hop.ENCODE)
+HOPS: tuple[str, ...] = (Hop.QUEUE, Hop.DECODE, Hop.CONTROL, Hop.MODEL, Hop.ENCODE)
 
 
 CLOSE_CODES: Mapping[ErrorCode, CloseCode] = {

@@ -31,6 +31,7 @@ from session.errors import (
     BadMessage,
     HandshakeTimeout,
     IdleTimeout,
+    InvalidParams,
     RateLimited,
     SessionTimeLimit,
     StreamError,
@@ -140,6 +141,8 @@ class Session:
         """When the client could first send (`expect_input`); None: not yet."""
         self._first_input_came = False
         self._placement = ("", "")
+        self.reference: Pixels | None = None
+        """The reference image every output is conditioned on (`set_reference`)."""
         self.log = SessionLog(logger, session_id)
 
     # State
@@ -292,6 +295,25 @@ class Session:
             if self.params.values != before:
                 self._request_image(now)
 
+    def set_reference(self, pixels: Pixels | None, now: float) -> None:
+        """Condition the next outputs on `pixels` (decoded at the model's size), or on
+        none; InvalidParams, naming `reference`, when the model takes no reference. The
+        next job takes it: the frame in the model still has the one before."""
+        if pixels is not None:
+            self.check_takes_reference()
+        self._active_at = now
+        self.reference = pixels
+        self.log.info("reference %s", "cleared" if pixels is None else "set")
+
+    def check_takes_reference(self) -> None:
+        """InvalidParams, naming `reference`, unless the model takes a reference image."""
+        if not self.model.takes_reference:
+            raise InvalidParams(
+                f"model {self.model.id!r} takes no reference image (it has no IP-Adapter);"
+                " serve one with --ip-adapter, or the tiny-avatar model",
+                field="reference",
+            )
+
     def request_image(self, now: float, tag: object = None) -> None:
         """A request for one image from the params alone, whether or not they changed
         (fal's text-to-image apps ask once per image they want)."""
@@ -381,14 +403,15 @@ class Session:
         if frame.pixels is not None and self._similar.skips(frame.pixels, params, threshold):
             self.stats.skipped_similar += 1
             return None
-        self._in_flight = Job(self.id, frame, params)
+        self._in_flight = Job(self.id, frame, params, self.reference)
         return self._in_flight
 
     def finish_job(self, pixels: Pixels, started_at: float, model_ms: float) -> None:
         """The model made `pixels` from the job in flight (started at monotonic `started_at`)."""
         job = self._end_job()
         frame = job.frame
-        decoded_at = frame.received_at + frame.timings_ms.get(Hop.DECODE, 0.0) / 1000
+        decoding_ms = frame.timings_ms.get(Hop.DECODE, 0.0) + frame.timings_ms.get(Hop.CONTROL, 0.0)
+        decoded_at = frame.received_at + decoding_ms / 1000
         frame.timings_ms[Hop.QUEUE] = max(0.0, (started_at - decoded_at) * 1000)
         frame.timings_ms[Hop.MODEL] = model_ms
         self._deliver(Output(frame, job.params, pixels=pixels))

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -26,6 +24,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from frames.frame import Pixels
 from frames.video import VIDEO_TIME_BASE, pixels_to_video_frame, video_frame_to_pixels
+from realtime.clients.http import request
 from realtime.clients.websocket import ServerError
 from realtime.ice import IceServer, rtc_configuration
 from session.protocol import (
@@ -241,24 +240,4 @@ async def _post(
     url: str, content_type: str, body: bytes, api_key: str | None = None
 ) -> tuple[bytes, str]:
     """POST and return the body and Location; an error answer raises ServerError."""
-
-    headers = {"Content-Type": content_type}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-
-    def post() -> tuple[bytes, str]:
-        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.read(), response.headers.get("Location", "")
-        except urllib.error.HTTPError as error:
-            payload = error.read()
-            try:
-                details = parse_server_message(orjson.loads(payload))
-            except (orjson.JSONDecodeError, ValueError):
-                details = ErrorMessage(f"http_{error.code}", payload.decode(errors="replace"))
-            if not isinstance(details, ErrorMessage):
-                details = ErrorMessage(f"http_{error.code}", repr(details))
-            raise ServerError(details, status=error.code) from None
-
-    return await asyncio.to_thread(post)
+    return await request("POST", url, body, content_type, api_key)

@@ -36,7 +36,7 @@ ROUTER = f"{__name__}.SessionRouter"
 FREE_SESSIONS = "free_sessions"
 REPLICA_LOST = "replica_lost"
 SESSION_HEADER = b"x-session-id"
-SESSION_PATH = re.compile(r"^/v1/wh[ie]p/([^/]+)")
+SESSION_PATH = re.compile(r"^/v1/(?:wh[ie]p|sessions)/([^/]+)")
 
 
 def middlewares() -> list[Middleware]:

@@ -30,6 +30,7 @@ from realtime.server.loop_lag import measure_loop_lag
 from realtime.server.metrics import Metrics
 from realtime.server.origins import OpenServerGuard, cors
 from realtime.server.responses import error_response
+from realtime.server.session_resources import ROUTES as SESSION_ROUTES
 from realtime.server.signalling import ROUTES as SIGNALLING_ROUTES
 from realtime.server.state import ServerState
 from realtime.server.tokens import issue_token
@@ -108,6 +109,7 @@ def create_app(
         WebSocketRoute("/stream", stream_endpoint),
         Route("/stream", upgrade_required),
         *SIGNALLING_ROUTES,
+        *SESSION_ROUTES,
         WebSocketRoute("/{path:path}", websocket_not_found),
     ]
     routes = [

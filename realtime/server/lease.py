@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from realtime.server.auth import Identity
 from realtime.server.codec_threads import CodecThreads
 from realtime.server.metrics import SessionMeter
 from realtime.server.worker import ModelWorker
+
+if TYPE_CHECKING:
+    from realtime.server.live_session import LiveSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +31,6 @@ class Lease:
     """Unique on the server; a cluster replica's begin with its instance name and a dot,
     so that the Serve proxy can route a session's WHIP/WHEP requests to its replica
     (realtime/cluster/proxy.py)."""
+    sessions: dict[str, LiveSession]
+    """The server's open sessions by id (ServerState.sessions): the session enters it
+    once created and leaves it when it closes."""

@@ -4,7 +4,8 @@ Every transport drives the data path through this one class, so the path
 reads the same whichever way frames arrive:
 
     receive_frame: the newest undecoded image (an older one waiting is dropped) ->
-    receive_*:     decode (off the loop, one at a time) -> session.offer_frame -> dispatch
+    receive_*:     decode, and the control image (off the loop, one at a time) ->
+                   session.offer_frame -> dispatch
     dispatch:      session.next_job -> worker.submit
     worker thread: model -> _on_done (back on the loop) -> session output slot
     next_output:   wait for the slot -> encode (off the loop, WebSocket only) -> transport sends
@@ -17,20 +18,25 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import NamedTuple, cast
+from typing import NamedTuple, TypeVar, cast
 
 import av
 
+from frames.annotators import Annotator, annotator_for
 from frames.codecs import BadImage, ImageFormat
-from frames.frame import DevicePixels, Frame, Pixels
+from frames.device_codec import on_host
+from frames.frame import ControlImage, DevicePixels, Frame, Pixels
 from frames.video import VideoFrameScaler
+from models.parts import NO_CONTROL
 from realtime.server.lease import Lease
-from session.errors import StreamError
+from session.errors import InvalidParams, StreamError
 from session.jobs import JobResult
 from session.limits import SessionLimits
 from session.protocol import Hop, MessageType
 from session.session import Message, Output, Session, SessionState
 from session.slots import LatestSlot
+
+T = TypeVar("T")
 
 UNDECODED_BYTES = 16 * 2**20
 """The most bytes of images a session keeps waiting for decoding; the newest image
@@ -76,9 +82,13 @@ class LiveSession:
         self._decoder: asyncio.Task[None] | None = None
         self._scaler: VideoFrameScaler | None = None
         """Converts a WebRTC session's video frames, one at a time."""
+        self._annotators: dict[str, Annotator] = {}
+        """The session's control annotators, made on first use (a face tracker keeps
+        state between frames); only the decode hop, one frame at a time, uses them."""
         self._released = False
         self._deadlines_moved = asyncio.Event()
         self.log = self.session.log
+        lease.sessions[self.id] = self
 
     @property
     def id(self) -> str:
@@ -144,28 +154,72 @@ class LiveSession:
         self, decode: Callable[[], Pixels | DevicePixels], received_at: float, tag: object = None
     ) -> Message | None:
         index = self.session.number_frame(received_at)
+        control = str(self.session.params.values.get("control", NO_CONTROL))
         started = time.perf_counter()  # a wait before decoding counts in `queue`, not here
         try:
-            pixels = await self.lease.decoders.run(partial(self._unless_closed, decode))
+            decoded = await self.lease.decoders.run(
+                partial(self._unless_closed, self._decode_and_annotate, decode, control)
+            )
         except BadImage as error:
             self.log.info("bad frame %d: %s", index, error)
             reply = self.session.reject_frame(index, str(error))
             self.meter.update(self.session)
             return reply
-        decode_ms = (time.perf_counter() - started) * 1000
+        pixels, control_image, control_ms = decoded
+        decode_ms = (time.perf_counter() - started) * 1000 - control_ms
+        timings = {Hop.DECODE: decode_ms, Hop.CONTROL: control_ms}
         # A GPU codec's tensor travels the session core as opaque pixels, to the model.
-        frame = Frame(cast(Pixels, pixels), index, received_at, {Hop.DECODE: decode_ms}, tag)
+        frame = Frame(cast(Pixels, pixels), index, received_at, timings, tag, control_image)
         self.session.offer_frame(frame)
         self.meter.update(self.session)
         self._dispatch()
         return None
 
-    def _unless_closed(self, decode: Callable[[], Pixels | DevicePixels]) -> Pixels | DevicePixels:
-        """On a decode thread: decode, unless the session closed while the image waited
+    def _unless_closed(self, work: Callable[..., T], *args: object) -> T:
+        """On a decode thread: do `work`, unless the session closed while the image waited
         for a thread (cancelling the wait does not stop a thread that has just taken it)."""
         if self.session.state is SessionState.CLOSED:
             raise asyncio.CancelledError
-        return decode()
+        return work(*args)
+
+    def _decode_and_annotate(
+        self, decode: Callable[[], Pixels | DevicePixels], control: str
+    ) -> tuple[Pixels | DevicePixels, ControlImage | None, float]:
+        """On a decode thread: the frame's pixels, and the `control` image computed from
+        them (none for "none") with the milliseconds that took (the `control` hop)."""
+        pixels = decode()
+        if control == NO_CONTROL:
+            return pixels, None, 0.0
+        started = time.perf_counter()
+        annotator = self._annotators.get(control)
+        if annotator is None:
+            annotator = self._annotators[control] = annotator_for(control)
+        image = ControlImage(control, annotator(on_host(pixels)))
+        return pixels, image, (time.perf_counter() - started) * 1000
+
+    async def set_reference(self, data: bytes | None) -> None:
+        """A new reference image (encoded, as a frame is: the same limits), or None to
+        clear it: the next frame into the model takes it. InvalidParams, naming
+        `reference`, when the model takes none or the image cannot be decoded."""
+        pixels = None
+        if data is not None:
+            self.session.check_takes_reference()  # before decoding what it cannot use
+            info, limits = self.session.model, self.session.limits
+            decode = partial(
+                self.worker.codec.decode,
+                data,
+                info.width,
+                info.height,
+                max_size=limits.max_image_size,
+                max_pixels=limits.max_image_pixels,
+            )
+            try:
+                pixels = on_host(
+                    await self.lease.decoders.run(partial(self._unless_closed, decode))
+                )
+            except BadImage as error:
+                raise InvalidParams(f"reference: {error}", field="reference") from None
+        self.session.set_reference(pixels, time.perf_counter())
 
     def receive_text(self, data: str | bytes) -> Message:
         """A control message arrived; returns the reply."""
@@ -249,6 +303,7 @@ class LiveSession:
         return self.session.output_message(output, (time.perf_counter() - started) * 1000), data
 
     def close(self) -> None:
+        self.lease.sessions.pop(self.id, None)
         if undecoded := self._undecoded.clear():  # arrived, never decoded: dropped
             self.session.skip_frames(undecoded, time.perf_counter())
         if self._decoder is not None:

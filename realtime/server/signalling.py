@@ -42,7 +42,7 @@ CLIENT_GONE = 499
 
 async def webrtc_offer(request: Request) -> Response:
     """POST /v1/webrtc/offer: the peer sends its camera and gets the generated video back."""
-    server = _server(request)
+    server = server_of(request)
     # JSON only: a page on another site can post a form or text/plain without asking.
     if (not_json := _unless_content_type(request, JSON)) is not None:
         return not_json
@@ -80,7 +80,7 @@ async def whip(request: Request) -> Response:
         return Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "POST, OPTIONS"})
     if (not_sdp := _unless_content_type(request, SDP)) is not None:
         return not_sdp
-    server = _server(request)
+    server = server_of(request)
     model = request.query_params.get("model", server.config.default_model)
     try:
         server.authorize(_credential(request), model)
@@ -115,7 +115,7 @@ async def whep(request: Request) -> Response:
         return not_sdp
     try:
         peer = _owned_peer(request, "session")
-        offer = await _read_sdp(request, _server(request))
+        offer = await _read_sdp(request, server_of(request))
         viewer_id, answer = await peer.add_viewer(offer, _peer_address(request))
     except StreamError as error:
         return error_response(error)
@@ -154,18 +154,18 @@ def _owned_peer(request: Request, what: str) -> PeerSession:
     The credential is checked first, so a caller without one learns nothing;
     a session another key opened answers the very 404 an unknown id does, so
     live ids cannot be told from unknown ones."""
-    peer = _server(request).peers.get(request.path_params["session_id"])
+    peer = server_of(request).peers.get(request.path_params["session_id"])
     owner = None if peer is None else peer.live.lease.owner
-    owned = _is_callers(request, owner, None if peer is None else peer.live.session.model.id)
+    owned = is_callers(request, owner, None if peer is None else peer.live.session.model.id)
     if peer is None or not owned:
         raise NotFound(f"no such {what}")
     return peer
 
 
-def _is_callers(request: Request, owner: Identity | None, model_id: str | None) -> bool:
+def is_callers(request: Request, owner: Identity | None, model_id: str | None) -> bool:
     """Whether the caller is `owner` (None: nobody's). Raises for a bad credential,
     checked first whatever the answer, and for a token of a model other than `model_id`."""
-    server = _server(request)
+    server = server_of(request)
     credential = _credential(request)
     if server.authorize(credential, None) != owner:
         return False
@@ -177,9 +177,9 @@ def _unless_ended(request: Request, resource: str, unknown: NotFound) -> Respons
     """200 for a DELETE of the caller's own session or viewer that ended lately (its
     peer closed first: RFC 9725 teardown), else `unknown`'s 404: whatever ended is
     still another key's, and answers it as an unknown id does."""
-    ended = _server(request).ended.get(resource)
+    ended = server_of(request).ended.get(resource)
     try:
-        owned = ended is not None and _is_callers(request, ended.owner, ended.model_id)
+        owned = ended is not None and is_callers(request, ended.owner, ended.model_id)
     except StreamError as error:
         return error_response(error)
     return Response(status_code=200) if owned else error_response(unknown)
@@ -193,7 +193,7 @@ async def _open_session(
     credential: str | None,
 ) -> PeerSession:
     """Admit a session, apply the offer's params, answer the offer; undone on any error."""
-    server = _server(request)
+    server = server_of(request)
     # A peer that only receives video types its prompts: type-to-image.
     text_input = only_receives_video(offer_sdp)
 
@@ -268,7 +268,7 @@ def _peer_address(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
-def _server(request: Request) -> ServerState:
+def server_of(request: Request) -> ServerState:
     state: ServerState = request.app.state.server
     return state
 

@@ -28,6 +28,7 @@ from session.errors import (
 from session.pool import WorkerPool
 
 if TYPE_CHECKING:
+    from realtime.server.live_session import LiveSession
     from realtime.server.webrtc import PeerSession
     from realtime.server.worker import ModelWorker
 
@@ -81,6 +82,8 @@ class ServerState:
     """WebRTC sessions and viewers that ended lately, for their owner's late DELETE."""
     streams: set[Stream] = field(default_factory=set)
     """WebSocket sessions, for shutdown."""
+    sessions: dict[str, LiveSession] = field(default_factory=dict)
+    """Every open session by id, whatever its transport: for its HTTP resources."""
     draining: bool = False
     sessions_by_key: Counter[str] = field(default_factory=Counter)
     sessions_by_address: Counter[str] = field(default_factory=Counter)
@@ -224,7 +227,16 @@ class ServerState:
         session_id = uuid.uuid4().hex[:12]
         if self.config.instance:
             session_id = f"{self.config.instance}.{session_id}"
-        return Lease(worker, meter, self.decoders, self.encoders, release, identity, session_id)
+        return Lease(
+            worker,
+            meter,
+            self.decoders,
+            self.encoders,
+            release,
+            identity,
+            session_id,
+            self.sessions,
+        )
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: refuse new sessions, tell every session `closing`, let

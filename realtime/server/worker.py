@@ -272,7 +272,10 @@ class ModelWorker:
         ]
 
     def _call(self, model: Model, batch: list[_Taken]) -> _Call:
-        inputs = [ModelInput(job.frame.pixels, job.params, state) for job, _, state in batch]
+        inputs = [
+            ModelInput(job.frame.pixels, job.params, state, job.reference, job.frame.control)
+            for job, _, state in batch
+        ]
         started = time.perf_counter()
         failure: Exception | None = None
         try:

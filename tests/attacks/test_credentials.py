@@ -167,6 +167,10 @@ async def attempt(endpoint: str, caller: Caller, offers: Offers) -> int:
                     viewer = await post_sdp(http, watch, offers.viewer, caller.owner_headers)
                     assert viewer.status_code == 201, viewer.text
                     return (await http.delete(viewer.headers["location"])).status_code
+            case "DELETE /v1/sessions/{id}/reference":
+                async with owned_session(caller, offers) as session:
+                    session_id = session.rsplit("/", 1)[-1]
+                    return (await http.delete(f"/v1/sessions/{session_id}/reference")).status_code
     raise AssertionError(f"the test does not know how to try {endpoint}")
 
 

@@ -103,7 +103,13 @@ def test_unread_outputs_are_replaced_and_counted() -> None:
     message = session.output_message(output, encode_ms=2.0)
     assert message["source_frame"] == 3
     assert message["dropped_frames"] == 2
-    assert message["timings_ms"] == {"queue": 10.0, "decode": 1.0, "model": 5.0, "encode": 2.0}
+    assert message["timings_ms"] == {
+        "queue": 10.0,
+        "decode": 1.0,
+        "control": 0.0,
+        "model": 5.0,
+        "encode": 2.0,
+    }
     session.output_sent(output)
     assert session.next_output() is None
 
