@@ -17,6 +17,7 @@ from frames.frame import Pixels
 from frames.samples import gradient_image, noise_image
 from realtime.bench.harness import ServerProcess
 from realtime.clients.http import set_reference
+from realtime.clients.webrtc import CameraTrack, RtcClient
 from realtime.clients.websocket import FrameOutput, ServerError, StreamClient
 from session.protocol import ErrorMessage, ParamsMessage
 
@@ -146,6 +147,32 @@ async def test_the_reference_is_its_owners_and_checked_before_the_body(
         assert answer.split()[1] == b"413" and b'"too_large"' in answer, answer
         assert (await output_of(client)).pixels().shape == (256, 256, 3)
         assert not [e for e in client.errors if isinstance(e, ErrorMessage)]
+
+
+async def test_a_whip_session_takes_its_reference_over_http(server: ServerProcess) -> None:
+    """WHIP has no channel but its media: the reference's HTTP resource works for it."""
+    camera = CameraTrack(gradient_image(256, 256), fps=15)
+    ingest = await RtcClient.whip(server.http_url, camera, model="tiny-avatar", api_key=KEY)
+    assert ingest.session_id is not None
+    viewer = await RtcClient.whep(server.http_url, ingest.session_id, api_key=KEY)
+
+    async def average_frame() -> np.ndarray:
+        frames = [await asyncio.wait_for(viewer.next_frame(), 30) for _ in range(3)]
+        return np.mean(frames, axis=0)
+
+    try:
+        for _ in range(8):  # the encoder's first frames, at a low quality
+            await asyncio.wait_for(viewer.next_frame(), 30)
+        before = await average_frame()
+        await set_reference(server.http_url, ingest.session_id, FIRST_REFERENCE, KEY)
+        # The frames queued meanwhile (more on a busy machine) were made before it.
+        changes: list[float] = []
+        while len(changes) < 20 and max(changes, default=0.0) <= 3:
+            changes.append(float(np.abs(await average_frame() - before).mean()))
+    finally:
+        for client in (viewer, ingest):
+            await client.close()
+    assert max(changes) > 3, changes
 
 
 def send_head(port: int, head: bytes) -> bytes:

@@ -8,6 +8,7 @@ import pytest
 
 from frames.frame import Frame
 from models.effects import INVERT
+from session.errors import InvalidParams
 from session.jobs import Job
 from session.session import Session, SessionState
 
@@ -302,3 +303,33 @@ def test_a_frame_still_decoding_when_the_transport_ends_counts_as_dropped_once()
     session.reject_frame(index, "corrupt")
     assert session.dropped_frames == 1 and session.stats.bad_frames == 0
     assert session.stats.frames_received == session.dropped_frames
+
+
+def test_a_reference_rides_with_each_job_from_the_next_one_on() -> None:
+    session = Session("s1", dataclasses.replace(INVERT, takes_reference=True))
+    session.pin()
+    session.model_ready()
+    arrive(session)
+    first = session.next_job()
+    assert first is not None and first.reference is None
+    reference = np.zeros((4, 4, 3), np.uint8)
+    session.set_reference(reference, now=1.0)  # the frame in the model keeps the one before
+    assert first.reference is None
+    finish(session, first)
+    arrive(session)
+    second = session.next_job()
+    assert second is not None and second.reference is reference
+    finish(session, second)
+    session.set_reference(None, now=2.0)
+    arrive(session)
+    third = session.next_job()
+    assert third is not None and third.reference is None
+
+
+def test_a_model_without_an_ip_adapter_refuses_a_reference_naming_it() -> None:
+    session = make_session()
+    with pytest.raises(InvalidParams) as refused:
+        session.set_reference(np.zeros((4, 4, 3), np.uint8), now=1.0)
+    assert refused.value.field == "reference"
+    session.set_reference(None, now=1.0)  # clearing none is no error
+    assert session.reference is None
