@@ -19,9 +19,10 @@ What differs between families is chosen when it is built:
   IP-Adapter loaded (a session's reference image) or ControlNets are given (a
   control image computed from each frame, one ControlNet per control).
 
-A session's `stability` carries a share of its previous output's latent into
-the next frame's: consecutive outputs of a still or slowly moving camera then
-differ less (less flicker), at the cost of some lag behind fast motion.
+A session's `stability` averages its frames' encoded latents over time (each
+frame's mixed with that share of the average so far) before they are noised:
+the sensor noise of a still camera, which would re-roll each output, is
+averaged away (less flicker), at the cost of some lag behind motion.
 
 There is no classifier-free guidance: turbo and LCM-LoRA are distilled to run
 without it (guidance_scale <= 1), and LCM's guidance is an input of its UNet
@@ -294,8 +295,6 @@ class FewStepModel:
                 for i, (frame, sample, t) in enumerate(zip(frames, latents, timesteps, strict=True))
             ]
         # At a final step every scheduler's previous sample is its denoised estimate.
-        for frame, sample in zip(frames, latents, strict=True):
-            frame.state["previous_latents"] = sample
         scaled = torch.cat(latents).to(self.vae.dtype) / self.vae.config["scaling_factor"]
         decoded: torch.Tensor = self.vae.decode(scaled, return_dict=False)[0]
         return list(torch.split(decoded, 1))
@@ -333,13 +332,14 @@ class FewStepModel:
 
     @staticmethod
     def _stabilized(frame: _Frame, latents: torch.Tensor) -> torch.Tensor:
-        """The frame's latents with `stability` of the session's previous output's mixed
-        in: what stays still between frames then stays still in the outputs, rather than
-        each output drawing the camera's noise anew."""
-        previous: torch.Tensor | None = frame.state.get("previous_latents")
-        if frame.stability == 0 or previous is None or previous.shape != latents.shape:
-            return latents
-        return torch.lerp(latents, previous, frame.stability)
+        """The frame's latents with `stability` of the session's previous ones mixed in
+        (an exponential average over its frames): a still camera's sensor noise is
+        averaged away before the model, which would make each output of it anew."""
+        previous: torch.Tensor | None = frame.state.get("stable_latents")
+        if frame.stability > 0 and previous is not None and previous.shape == latents.shape:
+            latents = torch.lerp(latents, previous, frame.stability)
+        frame.state["stable_latents"] = latents
+        return latents
 
     def _set_timesteps(
         self, scheduler: Scheduler, steps: int, strength: float | None

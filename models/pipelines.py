@@ -138,8 +138,8 @@ STABILITY = ParamSpec(
     "stability",
     float,
     0.0,
-    "Share of the previous output kept in the next (img2img): less flicker for a still"
-    " camera, more lag behind motion; 0 is off.",
+    "Share of the previous frames kept in each frame's latent (img2img): less flicker"
+    " for a still camera, more lag behind motion; 0 is off.",
     minimum=0.0,
     maximum=0.95,
 )

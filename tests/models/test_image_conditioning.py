@@ -275,7 +275,7 @@ def test_a_reference_is_encoded_once_however_many_frames(
     assert (changed - outputs[0]).abs().max() > 1e-3, "another reference, another output"
 
 
-def test_stability_carries_the_previous_output_into_the_next(
+def test_stability_mixes_the_previous_frames_into_the_next(
     case: Case, model: FewStepModel, image: Pixels
 ) -> None:
     state: dict[str, Any] = {}
@@ -285,4 +285,6 @@ def test_stability_carries_the_previous_output_into_the_next(
     assert torch.equal(first, plain), "nothing to carry on the first frame"
     [carried] = generate(model, ModelInput(image[::-1].copy(), values, state))
     [alone] = generate(model, ModelInput(image[::-1].copy(), values, {}))
-    assert (carried - alone).abs().max() > 1e-4, "the first output is carried into the second"
+    # These random pipelines barely follow their input: any difference shows the mixing
+    # (test_tiny.py measures what it does to flicker).
+    assert not torch.equal(carried, alone), "the first frame is mixed into the second"

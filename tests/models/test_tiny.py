@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def test_info_declares_the_params() -> None:
         "steps": 2,
         "seed": 0,
         "guidance_scale": 1.0,
+        "stability": 0.0,
     }
 
 
@@ -262,3 +264,25 @@ def test_run_on_device_gives_the_pixels_of_run_as_a_tensor_from_a_tensor(
     assert on_device.dtype == torch.uint8 and on_device.device == model.device
     assert on_device.shape == (256, 256, 3)
     np.testing.assert_array_equal(on_device.numpy(), run(model, image))
+
+
+def test_stability_reduces_the_flicker_of_a_still_noisy_camera(
+    model: FewStepModel, image: Pixels
+) -> None:
+    """A still camera: the same scene with fresh sensor noise in every frame."""
+    noise = np.random.default_rng(0)
+
+    def camera() -> Pixels:
+        noisy = image.astype(float) + noise.normal(0, 6, image.shape)
+        pixels: Pixels = np.clip(noisy, 0, 255).round().astype(np.uint8)
+        return pixels
+
+    frames = [camera() for _ in range(6)]
+
+    def flicker(stability: float) -> float:
+        state: dict[str, Any] = {}
+        outputs = [run(model, frame, state, stability=stability) for frame in frames]
+        return float(np.mean([mean_difference(a, b) for a, b in itertools.pairwise(outputs)]))
+
+    still, steady = flicker(0.0), flicker(0.6)
+    assert steady < 0.8 * still, (steady, still)
