@@ -9,6 +9,7 @@ import socket
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 import pytest
 from support import StartServer
 
@@ -156,9 +157,10 @@ async def test_a_whip_session_takes_its_reference_over_http(server: ServerProces
     assert ingest.session_id is not None
     viewer = await RtcClient.whep(server.http_url, ingest.session_id, api_key=KEY)
 
-    async def average_frame() -> np.ndarray:
+    async def average_frame() -> npt.NDArray[np.float64]:
         frames = [await asyncio.wait_for(viewer.next_frame(), 30) for _ in range(3)]
-        return np.mean(frames, axis=0)
+        average: npt.NDArray[np.float64] = np.mean(frames, axis=0)
+        return average
 
     try:
         for _ in range(8):  # the encoder's first frames, at a low quality
