@@ -106,7 +106,7 @@ async def test_frames_come_back_inverted_with_their_request_id(server: ServerPro
             result = await receive(websocket)
             assert_inverted(result, seed=n)
             assert (result["request_id"], result["frame"]) == (f"r{n}", n + 1)
-            assert set(result["timings"]) == {"decode", "queue", "model", "encode"}
+            assert set(result["timings"]) == {"decode", "control", "queue", "model", "encode"}
             assert result["dropped_frames"] == 0
     await eventually(lambda: frames_total(server, "sent") >= 3, "fal frames counted as sent")
 

@@ -46,7 +46,7 @@ def test_a_folder_is_detected_from_its_model_index(family_folders) -> None:  # t
 
 
 def test_unknown_and_unsupported_specs(tmp_path: Path) -> None:
-    with pytest.raises(UnknownModelSpec, match="known models: tiny, invert, sd-turbo"):
+    with pytest.raises(UnknownModelSpec, match="known models: tiny, tiny-avatar, invert, sd-turbo"):
         resolve_model("no-such-model")
     folder = tmp_path / "audio"
     folder.mkdir()

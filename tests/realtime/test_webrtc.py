@@ -54,7 +54,7 @@ async def test_a_peer_gets_its_camera_inverted_and_the_control_channel(
             assert inverse_error(output, image) < 6  # VP8 at its default bitrate
         message = await asyncio.wait_for(client.receive_message(), FRAME_TIMEOUT_S)
         assert isinstance(message, FrameMessage)
-        assert set(message.timings_ms) == {"queue", "decode", "model", "encode"}
+        assert set(message.timings_ms) == {"queue", "decode", "control", "model", "encode"}
     finally:
         await client.close()
     await eventually(lambda: sessions(server) == 0, "the session to end")

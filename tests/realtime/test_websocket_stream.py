@@ -65,7 +65,7 @@ async def test_inverts_frames_within_jpeg_tolerance(server: ServerProcess) -> No
         output = await next_frame(client)
         assert output.source_frame == 1
         assert output.dropped_frames == 0
-        assert set(output.timings_ms) == {"queue", "decode", "model", "encode"}
+        assert set(output.timings_ms) == {"queue", "decode", "control", "model", "encode"}
         difference = np.abs(output.pixels().astype(int) - (255 - image.astype(int)))
         assert difference.mean() < 2.0
         assert np.percentile(difference, 99) < 12
