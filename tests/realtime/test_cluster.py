@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psutil
 import pytest
@@ -133,6 +134,10 @@ async def test_webrtc_signals_through_the_proxy_and_streams_from_the_replica(
                 viewers.push_async_callback(viewer.close)
                 output = await asyncio.wait_for(viewer.next_frame(), 30)
                 assert np.abs(output.astype(int) - (255 - image.astype(int))).mean() < 6
+        # So does its reference resource (invert takes none: clearing none is a 200).
+        resource = f"{cluster.http_url}/v1/sessions/{client.session_id}/reference"
+        for _ in range(4):
+            assert (await asyncio.to_thread(httpx.delete, resource)).status_code == 200
     finally:
         await client.close()
     await eventually(lambda: cluster.sessions() == {0}, "the session to end")
