@@ -229,6 +229,7 @@ def describe_model(info: ModelInfo, loaded: bool) -> dict[str, object]:
         "height": info.height,
         "text_to_image": info.text_to_image,
         "random_weights": info.random_weights,
+        "takes_reference": info.takes_reference,
         "default_params": params.snapshot(),
         "params": {name: spec.describe() for name, spec in params.specs.items()},
         "loaded": loaded,

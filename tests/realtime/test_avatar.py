@@ -113,6 +113,9 @@ async def test_a_corrupt_reference_or_unknown_control_names_its_field_and_the_se
 async def test_a_model_without_an_ip_adapter_refuses_a_reference_naming_it(
     server: ServerProcess,
 ) -> None:
+    listed = httpx.get(f"{server.http_url}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    takes = {model["id"]: model["takes_reference"] for model in listed.json()}
+    assert (takes["tiny"], takes["tiny-avatar"]) == (False, True)
     async with await connect(server, model="tiny") as client:
         with pytest.raises(ServerError) as refused:
             await set_reference(server.http_url, client.ready.session_id, FIRST_REFERENCE, KEY)
