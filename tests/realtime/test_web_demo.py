@@ -151,10 +151,10 @@ async def session_id(page: Page) -> str:
     return str(await page.evaluate("window.demoStats.sessionId"))
 
 
-async def reference_reached(server: ServerProcess, session: str) -> None:
-    """The server took a reference for `session` (its access log says so)."""
-    put = f'"PUT /v1/sessions/{session}/reference HTTP/1.1" 200'
-    await eventually(lambda: any(put in line for line in server.log), f"the reference of {session}")
+async def reference_reached(server: ServerProcess, session: str, method: str = "PUT") -> None:
+    """The server answered `method` on `session`'s reference with 200 (its access log says so)."""
+    done = f'"{method} /v1/sessions/{session}/reference HTTP/1.1" 200'
+    await eventually(lambda: any(done in line for line in server.log), f"{method} of {session}")
 
 
 async def snap_reference(page: Page) -> str:
@@ -208,7 +208,7 @@ async def test_avatar_mode_snaps_a_reference_takes_a_control_and_shows_a_bad_upl
     await wait_for_frames(page, received + 3)
 
 
-async def test_the_reference_goes_to_each_new_session_with_the_pages_token(
+async def test_the_reference_goes_to_each_new_session_with_the_pages_token_until_plain_mode(
     browser_page: Page, model_cache: Path
 ) -> None:
     key = "demo-key"
@@ -230,3 +230,7 @@ async def test_the_reference_goes_to_each_new_session_with_the_pages_token(
             timeout=TIMEOUT_MS,
         )
         await reference_reached(server, await session_id(page))
+        # Plain mode: the same session, its reference cleared.
+        await page.check("input[name=mode][value=plain]")
+        await reference_reached(server, await session_id(page), "DELETE")
+        assert await page.is_hidden("#avatar")
