@@ -35,8 +35,9 @@ lock:
 	mv $(LOCK).new $(LOCK)
 	rm -rf $(VENV)-lock
 
+# The default model, tiny, and tiny-avatar for the web demo's avatar mode: both built here, no download.
 serve: $(INSTALLED)
-	$(BIN)/realtime serve
+	$(BIN)/realtime serve --model tiny --model tiny-avatar
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

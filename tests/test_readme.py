@@ -39,7 +39,7 @@ def test_python_blocks_finds_each_block() -> None:
 
 @pytest.fixture(scope="module")
 def server(start_server: StartServer) -> ServerProcess:
-    return start_server()  # `make serve`'s options: the tiny model, the default
+    return start_server()  # the default model, tiny, as `make serve`'s first
 
 
 @pytest.mark.parametrize("code", EXAMPLES, ids=[f"block{i}" for i in range(len(EXAMPLES))])

@@ -6,6 +6,7 @@ const TRANSPORTS = { webrtc: connectWebRTC, websocket: connectWebSocket };
 const HIDDEN_PARAMS = new Set(["output_format", "output_quality"]);
 const FIRST_RETRY_MS = 500;
 const LAST_RETRY_MS = 8000;
+const REFERENCE_QUALITY = 0.9; // JPEG quality of a reference snapped from the camera
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
@@ -16,6 +17,8 @@ const state = {
   transport: TRANSPORTS[query.get("transport")] ? query.get("transport") : "webrtc",
   model: null,
   textOnly: query.get("mode") === "text",
+  avatar: query.get("avatar") === "1",
+  reference: null, // avatar mode's reference image (a Blob): sent to each new session
   params: {},
   source: null,
   connection: null,
@@ -34,16 +37,20 @@ const stats = (window.demoStats = {
   latencyMs: null,
   dropped: 0,
   modelMs: null,
+  controlMs: null,
   params: null,
   status: "starting",
+  sessionId: null,
 });
 
 async function main() {
   const models = await fetchModels();
   const served = models.filter((model) => model.loaded);
   state.model = served.find((model) => model.id === query.get("model")) ?? served[0];
+  if (state.avatar && !takesReference(state.model)) state.model = served.find(takesReference) ?? state.model;
   fillModelPicker(models);
   setUpTextOnlyToggle();
+  setUpAvatarMode(served);
   for (const radio of document.querySelectorAll("input[name=transport]")) {
     radio.checked = radio.value === state.transport;
     radio.addEventListener("change", () => switchTo({ transport: radio.value }));
@@ -104,9 +111,11 @@ function onMessage(message) {
     case "ready":
       stats.connected = true;
       stats.params = message.params;
+      stats.sessionId = message.session_id;
       setStatus(`live · ${message.model} · ${state.transport}`, "live");
       setNote(textOnly() ? "Type a prompt: each change makes a new image." : "");
       if (message.random_weights) setNote("Random weights: outputs are noise (for speed measurements).");
+      if (state.avatar && state.reference) sendReference(state.reference); // a new session has none
       break;
     case "params":
       stats.params = message.params;
@@ -114,6 +123,7 @@ function onMessage(message) {
     case "frame":
       stats.dropped = message.dropped_frames;
       stats.modelMs = message.timings_ms.model;
+      stats.controlMs = message.timings_ms.control ?? null;
       break;
     case "error":
       setNote(`${message.code}: ${message.message}`);
@@ -137,6 +147,7 @@ function refreshOverlay() {
   $("stat-fps").textContent = stats.connected ? String(stats.fps) : "–";
   $("stat-latency").textContent = stats.latencyMs === null ? "–" : `${Math.round(stats.latencyMs)} ms`;
   $("stat-model").textContent = stats.modelMs === null ? "–" : `${stats.modelMs.toFixed(1)} ms`;
+  $("stat-control").textContent = stats.controlMs ? `${stats.controlMs.toFixed(1)} ms` : "–";
   $("stat-dropped").textContent = String(stats.dropped);
 }
 
@@ -204,13 +215,18 @@ function fillModelPicker(models) {
       return option;
     }),
   );
-  picker.addEventListener("change", () => {
-    state.model = models.find((model) => model.id === picker.value);
-    state.params = {};
-    buildControls();
-    setUpTextOnlyToggle();
-    switchTo({ model: state.model.id });
-  });
+  picker.addEventListener("change", () => useModel(models.find((model) => model.id === picker.value)));
+}
+
+function useModel(model) {
+  state.model = model;
+  state.params = {};
+  state.avatar &&= takesReference(model);
+  $("model").value = model.id;
+  buildControls();
+  setUpTextOnlyToggle();
+  showAvatarMode();
+  switchTo({ model: model.id });
 }
 
 function buildControls() {
@@ -277,6 +293,77 @@ function setUpTextOnlyToggle() {
   };
 }
 
+// Avatar mode: each output keeps the identity of a reference image, snapped from the
+// camera or uploaded, on a model with an IP-Adapter. The image goes over HTTP
+// (PUT /v1/sessions/{id}/reference), alike for both transports.
+
+// /v1/models names such a model `takes_reference`; its `reference_scale` says so too.
+const takesReference = (model) => model.takes_reference ?? "reference_scale" in model.params;
+
+function setUpAvatarMode(served) {
+  $("mode").hidden = !served.some(takesReference);
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.addEventListener("change", () => {
+      state.avatar = radio.value === "avatar";
+      if (state.avatar && !takesReference(state.model)) return useModel(served.find(takesReference));
+      showAvatarMode();
+      rememberInUrl();
+      if (stats.connected && state.reference) sendReference(state.avatar ? state.reference : null);
+    });
+  }
+  $("snap").addEventListener("click", snapReference);
+  const upload = $("upload");
+  upload.addEventListener("change", () => {
+    if (upload.files.length) setReference(upload.files[0]);
+    upload.value = ""; // the same file again is a change too
+  });
+  showAvatarMode();
+}
+
+function showAvatarMode() {
+  $("avatar").hidden = !state.avatar;
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.checked = radio.value === (state.avatar ? "avatar" : "plain");
+  }
+}
+
+// The source's current frame at the model's size, as a JPEG.
+async function snapReference() {
+  const { width, height } = state.model;
+  const canvas = new OffscreenCanvas(width, height);
+  drawCover(canvas.getContext("2d"), state.source.element, width, height);
+  await setReference(await canvas.convertToBlob({ type: "image/jpeg", quality: REFERENCE_QUALITY }));
+}
+
+// A new reference: kept and shown once the session took it (or, between sessions, at
+// once: the next session gets it). Refused, the page says why and keeps the last one.
+async function setReference(image) {
+  if (stats.connected && !(await sendReference(image))) return;
+  state.reference = image;
+  const thumbnail = $("reference");
+  URL.revokeObjectURL(thumbnail.src);
+  thumbnail.src = URL.createObjectURL(image);
+  thumbnail.hidden = false;
+}
+
+// PUTs `image` as the session's reference (null: DELETEs it); false, said on the page, if refused.
+async function sendReference(image) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  try {
+    const response = await fetch(`/v1/sessions/${stats.sessionId}/reference`, {
+      method: image ? "PUT" : "DELETE",
+      headers,
+      body: image,
+    });
+    if (response.ok) return true;
+    const error = await response.json().catch(() => ({ code: `http_${response.status}`, message: "" }));
+    setNote(`${error.code}: ${error.message}`);
+  } catch (error) {
+    setNote(`the reference was not sent: ${error.message}`);
+  }
+  return false;
+}
+
 // Switching transport, model or mode: close, and the loop reconnects at once.
 
 function switchTo(changes) {
@@ -284,14 +371,21 @@ function switchTo(changes) {
     state.transport = stats.transport = changes.transport;
     state.fallbackNote = "";
   }
+  rememberInUrl();
+  state.switching = true;
+  state.connection?.close();
+}
+
+// The page's choices in its address, so that a reload keeps them.
+function rememberInUrl() {
   const url = new URL(location.href);
   url.searchParams.set("transport", state.transport);
   url.searchParams.set("model", state.model.id);
   if (textOnly()) url.searchParams.set("mode", "text");
   else url.searchParams.delete("mode");
+  if (state.avatar) url.searchParams.set("avatar", "1");
+  else url.searchParams.delete("avatar");
   history.replaceState(null, "", url);
-  state.switching = true;
-  state.connection?.close();
 }
 
 // WebRTC cannot reach the server: say why, and stream over the WebSocket instead.

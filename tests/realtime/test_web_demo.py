@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
-from playwright.async_api import Page
-from support import StartServer, running_server
+from playwright.async_api import FilePayload, Page
+from support import StartServer, eventually, running_server
 
 from realtime.bench.harness import ServerProcess
 
@@ -17,7 +18,7 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def server(start_server: StartServer) -> ServerProcess:
-    return start_server("--model", "invert", "--model", "tiny")
+    return start_server("--model", "invert", "--model", "tiny", "--model", "tiny-avatar")
 
 
 async def stats(page: Page) -> dict[str, object]:
@@ -135,3 +136,101 @@ async def test_webrtc_works_out_of_the_box_on_a_loopback_server(
         await browser_page.goto(f"{server.http_url}/?transport=webrtc&model=invert")
         await wait_for_frames(browser_page, 10)
         assert (await stats(browser_page))["transport"] == "webrtc"
+
+
+# Avatar mode: a reference image, snapped from the camera or uploaded, for tiny-avatar.
+
+CORRUPT: FilePayload = {
+    "name": "corrupt.jpg",
+    "mimeType": "image/jpeg",
+    "buffer": b"\xff\xd8 not a jpeg",
+}
+
+
+async def session_id(page: Page) -> str:
+    return str(await page.evaluate("window.demoStats.sessionId"))
+
+
+async def reference_reached(server: ServerProcess, session: str, method: str = "PUT") -> None:
+    """The server answered `method` on `session`'s reference with 200 (its access log says so)."""
+    done = f'"{method} /v1/sessions/{session}/reference HTTP/1.1" 200'
+    await eventually(lambda: any(done in line for line in server.log), f"{method} of {session}")
+
+
+async def snap_reference(page: Page) -> str:
+    """Snap the camera as the reference; returns the thumbnail's URL once it shows."""
+    await page.click("#snap")
+    await page.wait_for_function(
+        "document.getElementById('reference').naturalWidth > 0", timeout=TIMEOUT_MS
+    )
+    assert await page.is_visible("#reference")
+    return str(await page.get_attribute("#reference", "src"))
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_avatar_mode_snaps_a_reference_takes_a_control_and_shows_a_bad_upload(
+    browser_page: Page, server: ServerProcess, transport: str
+) -> None:
+    page = browser_page
+    await page.goto(f"{server.http_url}/?transport={transport}&model=tiny")
+    await wait_for_frames(page, 0)
+    assert await page.is_hidden("#avatar")
+    await page.check("input[name=mode][value=avatar]")
+    # The model with an IP-Adapter, in a new session.
+    await page.wait_for_function(
+        "window.demoStats.connected && window.demoStats.status.includes('tiny-avatar')",
+        timeout=TIMEOUT_MS,
+    )
+    assert await page.input_value("#model") == "tiny-avatar"
+    assert "avatar=1" in page.url
+    thumbnail = await snap_reference(page)
+    await reference_reached(server, await session_id(page))
+
+    await page.select_option("select[name=control]", "canny")
+    await page.wait_for_function("window.demoStats.params.control === 'canny'", timeout=TIMEOUT_MS)
+    received = await count(page, "framesReceived")
+    # The control hop's time, in the overlay: shown once it is > 0.
+    await page.wait_for_function(
+        "window.demoStats.controlMs > 0 && "
+        "document.getElementById('stat-control').textContent.endsWith(' ms')",
+        timeout=TIMEOUT_MS,
+    )
+    await wait_for_frames(page, received + 3)
+
+    await page.set_input_files("#upload", files=[CORRUPT])
+    await page.wait_for_function(
+        "document.getElementById('note').textContent.includes('invalid_params')",
+        timeout=TIMEOUT_MS,
+    )
+    assert "reference" in (await page.text_content("#note") or "")
+    assert await page.get_attribute("#reference", "src") == thumbnail  # the last one stays
+    received = await count(page, "framesReceived")
+    await wait_for_frames(page, received + 3)
+
+
+async def test_the_reference_goes_to_each_new_session_with_the_pages_token_until_plain_mode(
+    browser_page: Page, model_cache: Path
+) -> None:
+    key = "demo-key"
+    with running_server("--model", "tiny-avatar", "--api-key", key, cache=model_cache) as server:
+        token = httpx.post(
+            f"{server.http_url}/v1/tokens",
+            json={"model": "tiny-avatar"},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()["token"]
+        page = browser_page
+        await page.goto(f"{server.http_url}/?transport=websocket&avatar=1&token={token}")
+        await wait_for_frames(page, 0)
+        first = await session_id(page)
+        await snap_reference(page)
+        await reference_reached(server, first)
+        await page.check("input[name=transport][value=webrtc]")
+        await page.wait_for_function(
+            f"window.demoStats.connected && window.demoStats.sessionId !== '{first}'",
+            timeout=TIMEOUT_MS,
+        )
+        await reference_reached(server, await session_id(page))
+        # Plain mode: the same session, its reference cleared.
+        await page.check("input[name=mode][value=plain]")
+        await reference_reached(server, await session_id(page), "DELETE")
+        assert await page.is_hidden("#avatar")
