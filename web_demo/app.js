@@ -297,8 +297,8 @@ function setUpTextOnlyToggle() {
 // camera or uploaded, on a model with an IP-Adapter. The image goes over HTTP
 // (PUT /v1/sessions/{id}/reference), alike for both transports.
 
-// /v1/models names such a model `takes_reference`; its `reference_scale` says so too.
-const takesReference = (model) => model.takes_reference ?? "reference_scale" in model.params;
+// A model with an IP-Adapter: /v1/models says `takes_reference`.
+const takesReference = (model) => model.takes_reference;
 
 function setUpAvatarMode(served) {
   $("mode").hidden = !served.some(takesReference);
