@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -135,15 +137,19 @@ _RECROP_MOVE = 0.05  # of the crop's side: a face moved further is cropped again
 
 
 def draw_face_mesh(landmarks: npt.NDArray[np.float32], height: int, width: int) -> Pixels:
-    """The control image of a face's 468 landmarks ((x, y) in pixels) on black."""
+    """The control image of a face's 468 landmarks ((x, y) in pixels) on black. As
+    mediapipe's draw_landmarks, a line with an end outside the image is left out."""
     image = np.zeros((height, width, 3), np.uint8)
-    points = np.floor(landmarks[:, :2]).astype(np.int32)
-    points[:, 0] = points[:, 0].clip(0, width - 1)
-    points[:, 1] = points[:, 1].clip(0, height - 1)
+    xy = landmarks[:, :2]
+    inside = (xy >= 0).all(axis=1) & (xy[:, 0] <= width) & (xy[:, 1] <= height)
+    points = np.minimum(np.floor(xy), [width - 1, height - 1]).astype(int)
     for colour, lines in _REGIONS:
-        cv2.polylines(image, [points[list(line)] for line in lines], False, colour, 2)
+        for line in lines:
+            for start, end in itertools.pairwise(line):
+                if inside[start] and inside[end]:
+                    cv2.line(image, points[start].tolist(), points[end].tolist(), colour, 2)
     for colour, contour in _PUPILS:
-        x, y = np.floor(landmarks[list(contour), :2].mean(axis=0)).astype(int)
+        x, y = np.floor(xy[list(contour)].mean(axis=0)).astype(int)
         image[max(y - 2, 0) : y + 2, max(x - 2, 0) : x + 2] = colour  # draw_pupils' halfwidth 2
     return image
 
@@ -226,11 +232,14 @@ class FaceAnnotator:
         return points
 
 
+@dataclass(frozen=True)
 class _Roi:
     """A square around a face: its centre and side in pixels, its rotation in radians."""
 
-    def __init__(self, x: float, y: float, size: float, angle: float) -> None:
-        self.x, self.y, self.size, self.angle = x, y, size, angle
+    x: float
+    y: float
+    size: float
+    angle: float
 
     def crop_to_image(self, crop_size: int) -> npt.NDArray[np.float64]:
         """The affine map from a crop_size x crop_size crop's pixels to the image's."""
