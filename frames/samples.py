@@ -4,8 +4,10 @@ known character, so that what a codec or a similarity check does to them is know
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from frames.frame import Pixels
 
@@ -25,6 +27,36 @@ def gradient_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels
 def noise_image(width: int = 256, height: int = 256, seed: int = 0) -> Pixels:
     """Incompressible pixels: the largest encoded frames for their size."""
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+FACE_JPEG = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "face.jpg"
+"""A real face (NASA's public-domain portrait of Eileen Collins), for the face control."""
+
+
+def face_image() -> Pixels:
+    """The face of FACE_JPEG: (160, 160, 3) RGB, the face filling its middle half."""
+    with Image.open(FACE_JPEG) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def moving_face(
+    count: int, size: int = 256, travel: float = 0.25, turn_degrees: float = 10.0
+) -> list[tuple[Pixels, float]]:
+    """A face moving across a plain grey frame: `count` frames of size x size, each with
+    the face's horizontal offset from the middle in pixels. The face (half the frame wide)
+    slides from -travel * size to +travel * size, tilting from -turn_degrees to +turn_degrees."""
+    face = Image.fromarray(face_image()).resize((size // 2, size // 2), Image.Resampling.LANCZOS)
+    frames = []
+    for index in range(count):
+        progress = index / max(count - 1, 1) * 2 - 1  # -1 .. 1
+        offset = round(progress * travel * size)
+        frame = Image.new("RGB", (size, size), (128, 128, 128))
+        turned = face.rotate(
+            progress * turn_degrees, Image.Resampling.BILINEAR, fillcolor=(128, 128, 128)
+        )
+        frame.paste(turned, (size // 4 + offset, size // 4))
+        frames.append((np.asarray(frame), float(offset)))
+    return frames
 
 
 def many_scans_jpeg(width: int, height: int, refinements: int = 13) -> bytes:

@@ -1,8 +1,8 @@
 """What runs in Ray Serve's HTTP proxy: routing a session's own requests (WHIP's
-DELETE, WHEP, its reference image) to the replica that holds it, and a clear close for a WebSocket whose
-replica died. The proxy imports `middlewares` from RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
-and `SessionRouter` as the deployment's request router. Light on purpose: the proxy
-imports this module, not the server.
+DELETE, WHEP, its reference image) to the replica that holds it, and a clear close
+for a WebSocket whose replica died. The proxy imports `middlewares` from
+RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH and `SessionRouter` as the deployment's
+request router. Light on purpose: the proxy imports this module, not the server.
 
 A replica's session ids begin with its replica id and a dot (realtime/server/lease.py).
 `SessionHeader` puts the id of the session a request names in its path into the
