@@ -15,7 +15,7 @@ from support import StartServer
 
 from frames.codecs import encode_image
 from frames.frame import Pixels
-from frames.samples import gradient_image, noise_image
+from frames.samples import gradient_image, moving_face, noise_image
 from realtime.bench.harness import ServerProcess
 from realtime.clients.http import set_reference
 from realtime.clients.webrtc import CameraTrack, RtcClient
@@ -89,6 +89,30 @@ async def test_a_control_is_computed_per_frame_in_its_own_hop(server: ServerProc
         f"{server.http_url}/metrics", headers={"Authorization": f"Bearer {KEY}"}
     ).text
     assert 'realtime_hop_seconds_count{hop="control",model="tiny-avatar"}' in metrics
+
+
+async def test_face_control_follows_a_moving_face(server: ServerProcess) -> None:
+    """The face slides 128 px across the frame: its landmarks' drawing goes with it, and
+    so does what the face control changes in the output (the difference from the same
+    frame without a control; the random ControlNet spreads it, so it moves less)."""
+    frames = moving_face(5)
+    first, last = frames[0], frames[-1]
+    effects = []
+    async with await connect(server) as face, await connect(server) as plain:
+        await face.update_params(control="face", control_scale=1.5)
+        for pixels, _ in (first, last):
+            controlled = await output_of(face, png(pixels))
+            assert controlled.timings_ms["control"] > 0
+            without = (await output_of(plain, png(pixels))).pixels()
+            effects.append(np.abs(controlled.pixels().astype(int) - without).sum(axis=2))
+    assert all(effect.mean() > 1 for effect in effects), "the control changes the output"
+    moved = centroid_x(effects[1]) - centroid_x(effects[0])
+    assert moved > 5, f"the control's effect moved {moved:.1f} px with the face's +128"
+
+
+def centroid_x(weights: np.ndarray) -> float:
+    columns = weights.sum(axis=0)
+    return float((columns * np.arange(len(columns))).sum() / columns.sum())
 
 
 async def test_a_corrupt_reference_or_unknown_control_names_its_field_and_the_session_goes_on(
