@@ -102,10 +102,14 @@ def missing_requirements(pyproject: Path = Path("pyproject.toml")) -> list[str]:
     the metadata, importing nothing (torch takes seconds)."""
     from packaging.requirements import Requirement
 
+    from benchmarks.gpu_wheels import NOT_CARRIED, normalize
+
     missing = []
     for line in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
         requirement = Requirement(line)
         if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        if normalize(requirement.name) in NOT_CARRIED:
             continue
         try:
             version = importlib.metadata.version(requirement.name)

@@ -139,8 +139,8 @@ stage() {
 install() {
     if [[ -d wheelhouse ]]; then
         echo "installing from wheelhouse/ ($(du -sh wheelhouse | cut -f1))" >&2
-        "$PYTHON" -m pip install --quiet --no-index --find-links wheelhouse --no-cache-dir \
-            --disable-pip-version-check realtime >&2 || return 1
+        "$PYTHON" -m pip install --quiet --no-index --no-deps --no-cache-dir \
+            --disable-pip-version-check wheelhouse/*.whl >&2 || return 1
     elif "$PYTHON" -m benchmarks.gpu --missing >&2; then
         echo "no wheelhouse/: nothing to install" >&2
         return 0
