@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from models.base import ModelInfo
 from models.params import ParamSpec
-from models.parts import ControlNetWeights, IpAdapterWeights
+from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
 from models.pipelines import (
     PROMPT,
     SEED,
@@ -110,7 +110,13 @@ class Family:
     ip_adapters: tuple[IpAdapterWeights, ...] = ()
     """The IP-Adapters that exist for its UNet; none for SD 2.1 (sd-turbo)."""
 
-    def model_info(self, *, width: int | None = None, height: int | None = None) -> ModelInfo:
+    def model_info(
+        self,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        parts: AvatarParts = AvatarParts(),  # TEMPORARY shim (parts branch): the lead's lands
+    ) -> ModelInfo:
         """Its description, params and constraints, at `width` x `height` (multiples of
         8; by default its native size)."""
         runs_a_share = self.timesteps == "img2img"
@@ -151,6 +157,7 @@ class Family:
         tiny_vae: str | Own | None = OWN,
         lora: str | Own | None = OWN,
         dtype: torch.dtype | None = None,
+        parts: AvatarParts = AvatarParts(),  # TEMPORARY shim (parts branch): the lead's lands
     ) -> FewStepModel:
         """Load the family from `source` (a hub id or a folder; by default `hub_id`) onto
         `device`; the worker warms it up.
@@ -160,6 +167,8 @@ class Family:
         `dtype` None picks fp16 on CUDA, fp32 elsewhere. Raises
         models.loading.ModelLoadError when weights are missing.
         """
+        if parts:  # TEMPORARY shim (parts branch)
+            raise NotImplementedError("avatar parts: the lead's Family.load lands them")
         pipeline = load_family_pipeline(
             diffusers_class(self.pipeline_classes[1]),
             source or self.hub_id,
