@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.loading import load_errors, load_pipeline, local_or_hub, resolve_device
 from models.params import Constraint, ParamConflict, ParamSpec, ParamValue
+from models.parts import ControlNetWeights, IpAdapterWeights
 
 if TYPE_CHECKING:
     import torch
@@ -20,10 +21,41 @@ if TYPE_CHECKING:
 
     from models.loading import PipelineT
 
+APACHE = "Apache-2.0"
+MIT = "MIT"
+OPENRAIL = "CreativeML OpenRAIL-M"
+OPENRAIL_PLUS = "CreativeML OpenRAIL++-M"
+STABILITY_NC = "Stability AI Non-Commercial Community (no commercial use without a licence)"
+
 TAESD = "madebyollin/taesd"
 """The tiny autoencoder of SD 1.x/2.x latents (sd-turbo, LCM, LCM-LoRA)."""
 TAESDXL = "madebyollin/taesdxl"
 """The tiny autoencoder of SDXL latents (sdxl-turbo)."""
+
+IP_ADAPTER = "h94/IP-Adapter"
+"""IP-Adapter's weights (Apache-2.0), with the CLIP ViT-H image encoder they all take."""
+IP_ADAPTER_ENCODER = "models/image_encoder"
+
+SD15_IP_ADAPTERS = (
+    IpAdapterWeights(
+        "plain", IP_ADAPTER, "models", "ip-adapter_sd15.safetensors", IP_ADAPTER_ENCODER, APACHE
+    ),
+    IpAdapterWeights(
+        "plus-face",
+        IP_ADAPTER,
+        "models",
+        "ip-adapter-plus-face_sd15.safetensors",
+        IP_ADAPTER_ENCODER,
+        APACHE,
+    ),
+)
+"""The IP-Adapters of SD 1.5's UNet (LCM, LCM-LoRA)."""
+
+SD15_CONTROLNETS = (
+    ControlNetWeights("face", "CrucibleAI/ControlNetMediaPipeFace", OPENRAIL, "diffusion_sd15"),
+    ControlNetWeights("canny", "lllyasviel/control_v11p_sd15_canny", OPENRAIL),
+)
+"""The ControlNets of SD 1.5's UNet: MediaPipe face landmarks, canny edges."""
 
 NO_SAFETY_CHECKER: Mapping[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
 """The options that build SD's and LCM's pipelines without their safety checker: only

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from models import effects, tiny
 from models.base import Model, ModelEntry, ModelInfo
 from models.families import FAMILIES, LCM_LORA, Family, detect_family
-from models.loading import ModelLoadError, is_path, read_model_index
+from models.loading import ModelLoadError, is_path, read_file, read_model_index
+from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
 
 logger = logging.getLogger(__name__)
 
@@ -34,32 +35,83 @@ TINY_VAE = "tiny"
 FULL_VAE = "full"
 
 
-def _family_entry(family: Family, source: str, model_id: str, vae: str = TINY_VAE) -> ModelEntry:
-    info = dataclasses.replace(family.model_info(), id=model_id)
+def _family_entry(
+    family: Family,
+    source: str,
+    model_id: str,
+    vae: str = TINY_VAE,
+    parts: AvatarParts = AvatarParts(),
+) -> ModelEntry:
+    info = dataclasses.replace(family.model_info(parts=parts), id=model_id)
     tiny_vae = _tiny_vae(family, vae)
     return ModelEntry(
         info,
-        partial(_load_family, family, source, info, tiny_vae),
+        partial(_load_family, family, source, info, tiny_vae, parts),
         _weight_sources(family, source, tiny_vae),
     )
 
 
-def _tiny_vae(family: Family, vae: str) -> str | None:
-    """The AutoencoderTiny to decode with: the family's, another one, or None: the full VAE."""
-    if vae == FULL_VAE:
-        return None
-    return family.tiny_vae if vae == TINY_VAE else vae
+def avatar_parts(
+    family: Family, controls: Sequence[str] = (), ip_adapter: str | None = None
+) -> AvatarParts:
+    """The family's ControlNets for `controls` and its IP-Adapter called `ip_adapter`
+    (`--control`, `--ip-adapter`); UnknownModelSpec naming what it has when it lacks one."""
+    controlnets = {controlnet.control: controlnet for controlnet in family.controlnets}
+    adapters = {adapter.name: adapter for adapter in family.ip_adapters}
+    for control in controls:
+        if control not in controlnets:
+            raise UnknownModelSpec(
+                f"{family.name} has no ControlNet for control {control!r}; "
+                f"it has: {', '.join(controlnets) or 'none'}"
+            )
+    if ip_adapter is not None and ip_adapter not in adapters:
+        if not adapters:
+            raise UnknownModelSpec(
+                f"{family.name} has no IP-Adapter (none exists for its UNet, "
+                f"{family.description.split(':')[0]}); for avatars use sdxl-turbo or the "
+                "SD 1.5 line (lcm, lcm-lora)"
+            )
+        raise UnknownModelSpec(
+            f"{family.name} has no IP-Adapter {ip_adapter!r}; it has: {', '.join(adapters)}"
+        )
+    return AvatarParts(
+        tuple(controlnets[control] for control in dict.fromkeys(controls)),
+        None if ip_adapter is None else adapters[ip_adapter],
+    )
 
 
-def _weight_sources(family: Family, source: str, tiny_vae: str | None) -> tuple[str, ...]:
-    return (source, *([family.lora] if family.lora else []), *([tiny_vae] if tiny_vae else []))
+def part_files(parts: AvatarParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """What `realtime pull` fetches for `parts`: each hub id with the patterns of its
+    files, never the rest of a repository (h94/IP-Adapter holds many GB)."""
+    return tuple(
+        _part_files(part) for part in (*parts.controlnets, *filter(None, [parts.ip_adapter]))
+    )
 
 
-def _load_family(
-    family: Family, source: str, info: ModelInfo, tiny_vae: str | None, device: str
-) -> Model:
-    model: Model = family.load(source, device, info=info, tiny_vae=tiny_vae)
-    return model
+def _part_files(part: ControlNetWeights | IpAdapterWeights) -> tuple[str, tuple[str, ...]]:
+    if isinstance(part, IpAdapterWeights):
+        encoder = part.image_encoder_folder
+        return part.source, (
+            f"{part.subfolder}/{part.weight_name}",
+            f"{encoder}/*.json",
+            f"{encoder}/*.safetensors",
+        )
+    folder = f"{part.subfolder}/" if part.subfolder else ""
+    return part.source, (f"{folder}config.json", f"{folder}*.safetensors")
+
+
+def _require_parts(parts: AvatarParts, model: str) -> None:
+    """ModelLoadError, at once, for the first part whose weights cannot be had: its
+    files by name and the config.json of each folder it takes whole."""
+    for source, patterns in part_files(parts):
+        for pattern in patterns:
+            path = pattern.replace("*.json", "config.json")
+            if "*" in path:
+                continue
+            try:
+                read_file(source, path)
+            except ModelLoadError as error:
+                raise ModelLoadError(error.source, error.reason, model=model) from error
 
 
 REGISTRY: Mapping[str, ModelEntry] = {
@@ -72,7 +124,14 @@ REGISTRY: Mapping[str, ModelEntry] = {
 }
 
 
-def resolve_model(spec: str, *, random_weights: bool = False, vae: str = TINY_VAE) -> ModelEntry:
+def resolve_model(
+    spec: str,
+    *,
+    random_weights: bool = False,
+    vae: str = TINY_VAE,
+    controls: Sequence[str] = (),
+    ip_adapter: str | None = None,
+) -> ModelEntry:
     """The entry `spec` names (see the module's doc).
 
     A diffusion model decodes with `vae`: "tiny" (its family's AutoencoderTiny,
@@ -85,6 +144,9 @@ def resolve_model(spec: str, *, random_weights: bool = False, vae: str = TINY_VA
     cached), so missing weights fail here, fast: ModelLoadError says what to
     do. UnknownModelSpec when `spec` is none of these or its family is not
     supported.
+
+    `controls` and `ip_adapter` name the avatar parts it loads with (see
+    `avatar_parts`); their weights are checked as the model's are.
     """
     if spec.startswith(LORA_PREFIX):
         family, source = LCM_LORA, spec.removeprefix(LORA_PREFIX)
@@ -92,6 +154,10 @@ def resolve_model(spec: str, *, random_weights: bool = False, vae: str = TINY_VA
         family = FAMILIES[spec]
         source = family.hub_id
     elif spec in REGISTRY:
+        if controls or ip_adapter is not None:
+            raise UnknownModelSpec(
+                f"{spec} takes no --control or --ip-adapter; the diffusion families do"
+            )
         return REGISTRY[spec]  # tiny, invert: nothing to fetch
     elif "/" in spec or is_path(spec):
         source = spec
@@ -104,13 +170,18 @@ def resolve_model(spec: str, *, random_weights: bool = False, vae: str = TINY_VA
             f"unknown model {spec!r}; known models: {', '.join(REGISTRY)}, "
             f"{LORA_PREFIX}BASE, or a hub id (owner/name) or folder of a diffusers pipeline"
         )
+    parts = avatar_parts(family, controls, ip_adapter)
     if random_weights:
+        # TODO(lead): random ControlNet/IP-Adapter weights of the real architecture.
+        if parts:
+            raise UnknownModelSpec("--random-weights takes no --control or --ip-adapter yet")
         return random_weights_entry(family, spec)
     try:
         read_model_index(source)  # weights missing: fail now, not later in the worker
     except ModelLoadError as error:
         raise ModelLoadError(error.source, error.reason, model=spec) from error
-    return _family_entry(family, source, spec, vae)
+    _require_parts(parts, spec)
+    return _family_entry(family, source, spec, vae, parts)
 
 
 def random_weights_entry(family: Family, model_id: str) -> ModelEntry:
