@@ -115,7 +115,7 @@ class Family:
         *,
         width: int | None = None,
         height: int | None = None,
-        parts: AvatarParts = AvatarParts(),  # TEMPORARY shim (parts branch): the lead's lands
+        parts: AvatarParts = AvatarParts(),  # noqa: B008  TEMPORARY shim (parts branch): the lead's lands
     ) -> ModelInfo:
         """Its description, params and constraints, at `width` x `height` (multiples of
         8; by default its native size)."""
@@ -157,7 +157,7 @@ class Family:
         tiny_vae: str | Own | None = OWN,
         lora: str | Own | None = OWN,
         dtype: torch.dtype | None = None,
-        parts: AvatarParts = AvatarParts(),  # TEMPORARY shim (parts branch): the lead's lands
+        parts: AvatarParts = AvatarParts(),  # noqa: B008  TEMPORARY shim (parts branch): the lead's lands
     ) -> FewStepModel:
         """Load the family from `source` (a hub id or a folder; by default `hub_id`) onto
         `device`; the worker warms it up.

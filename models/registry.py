@@ -31,6 +31,8 @@ class UnknownModelSpec(ValueError):
     """`--model` names nothing this server can run; the message says what it can."""
 
 
+NO_PARTS = AvatarParts()
+
 TINY_VAE = "tiny"
 FULL_VAE = "full"
 
@@ -40,7 +42,7 @@ def _family_entry(
     source: str,
     model_id: str,
     vae: str = TINY_VAE,
-    parts: AvatarParts = AvatarParts(),
+    parts: AvatarParts = NO_PARTS,
 ) -> ModelEntry:
     info = dataclasses.replace(family.model_info(parts=parts), id=model_id)
     tiny_vae = _tiny_vae(family, vae)
@@ -83,9 +85,8 @@ def avatar_parts(
 def part_files(parts: AvatarParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """What `realtime pull` fetches for `parts`: each hub id with the patterns of its
     files, never the rest of a repository (h94/IP-Adapter holds many GB)."""
-    return tuple(
-        _part_files(part) for part in (*parts.controlnets, *filter(None, [parts.ip_adapter]))
-    )
+    adapters = () if parts.ip_adapter is None else (parts.ip_adapter,)
+    return tuple(_part_files(part) for part in (*parts.controlnets, *adapters))
 
 
 def _part_files(part: ControlNetWeights | IpAdapterWeights) -> tuple[str, tuple[str, ...]]:
@@ -112,6 +113,29 @@ def _require_parts(parts: AvatarParts, model: str) -> None:
                 read_file(source, path)
             except ModelLoadError as error:
                 raise ModelLoadError(error.source, error.reason, model=model) from error
+
+
+def _tiny_vae(family: Family, vae: str) -> str | None:
+    """The AutoencoderTiny to decode with: the family's, another one, or None: the full VAE."""
+    if vae == FULL_VAE:
+        return None
+    return family.tiny_vae if vae == TINY_VAE else vae
+
+
+def _weight_sources(family: Family, source: str, tiny_vae: str | None) -> tuple[str, ...]:
+    return (source, *([family.lora] if family.lora else []), *([tiny_vae] if tiny_vae else []))
+
+
+def _load_family(
+    family: Family,
+    source: str,
+    info: ModelInfo,
+    tiny_vae: str | None,
+    parts: AvatarParts,
+    device: str,
+) -> Model:
+    model: Model = family.load(source, device, info=info, tiny_vae=tiny_vae, parts=parts)
+    return model
 
 
 REGISTRY: Mapping[str, ModelEntry] = {
