@@ -19,6 +19,7 @@ from models.pipelines import (
     MIT,
     NO_SAFETY_CHECKER,
     OPENRAIL,
+    OPENRAIL_PLUS,
     SD15_CONTROLNETS,
     SD15_IP_ADAPTERS,
     TAESD,
@@ -69,8 +70,7 @@ LORA_FAMILY = Family(
     random_configs=RandomConfigs("stable-diffusion-v1-5", vae="taesd"),
     parameters=0.98e9,  # SD 1.5's UNet, CLIP-L
     pipeline_options=NO_SAFETY_CHECKER,
-    # The base's; the LoRA is under openrail++.
-    licence=OPENRAIL,
+    licence=f"{OPENRAIL} (the SD 1.5 base), {OPENRAIL_PLUS} (the LoRA)",
     controlnets=SD15_CONTROLNETS,
     ip_adapters=SD15_IP_ADAPTERS,
 )

@@ -52,10 +52,13 @@ SD15_IP_ADAPTERS = (
 """The IP-Adapters of SD 1.5's UNet (LCM, LCM-LoRA)."""
 
 SD15_CONTROLNETS = (
-    ControlNetWeights("face", "CrucibleAI/ControlNetMediaPipeFace", OPENRAIL, "diffusion_sd15"),
-    ControlNetWeights("canny", "lllyasviel/control_v11p_sd15_canny", OPENRAIL),
+    ControlNetWeights(
+        "face", "CrucibleAI/ControlNetMediaPipeFace", OPENRAIL, "diffusion_sd15", variant="fp16"
+    ),
+    ControlNetWeights("canny", "lllyasviel/control_v11p_sd15_canny", OPENRAIL, variant="fp16"),
 )
-"""The ControlNets of SD 1.5's UNet: MediaPipe face landmarks, canny edges."""
+"""The ControlNets of SD 1.5's UNet: MediaPipe face landmarks, canny edges. Both
+repositories hold safetensors only in fp16 (the fp32 weights are pickles)."""
 
 NO_SAFETY_CHECKER: Mapping[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
 """The options that build SD's and LCM's pipelines without their safety checker: only

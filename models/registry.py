@@ -69,9 +69,9 @@ def avatar_parts(
     if ip_adapter is not None and ip_adapter not in adapters:
         if not adapters:
             raise UnknownModelSpec(
-                f"{family.name} has no IP-Adapter (none exists for its UNet, "
-                f"{family.description.split(':')[0]}); for avatars use sdxl-turbo or the "
-                "SD 1.5 line (lcm, lcm-lora)"
+                f"{family.name} has no IP-Adapter: none exists for its UNet"
+                f" ({family.description}); for avatars use sdxl-turbo or the SD 1.5 line"
+                " (lcm, lcm-lora)"
             )
         raise UnknownModelSpec(
             f"{family.name} has no IP-Adapter {ip_adapter!r}; it has: {', '.join(adapters)}"
@@ -82,9 +82,15 @@ def avatar_parts(
     )
 
 
+def part_flags(controls: Sequence[str], ip_adapter: str | None) -> str:
+    """The command-line flags that name these parts (for `realtime pull` and `serve`)."""
+    flags = "".join(f" --control {control}" for control in controls)
+    return flags + (f" --ip-adapter {ip_adapter}" if ip_adapter else "")
+
+
 def part_files(parts: AvatarParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """What `realtime pull` fetches for `parts`: each hub id with the patterns of its
-    files, never the rest of a repository (h94/IP-Adapter holds many GB)."""
+    """What `realtime pull` fetches for `parts`: each hub id with the files it loads,
+    never the rest of a repository (h94/IP-Adapter holds many GB)."""
     adapters = () if parts.ip_adapter is None else (parts.ip_adapter,)
     return tuple(_part_files(part) for part in (*parts.controlnets, *adapters))
 
@@ -92,27 +98,26 @@ def part_files(parts: AvatarParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def _part_files(part: ControlNetWeights | IpAdapterWeights) -> tuple[str, tuple[str, ...]]:
     if isinstance(part, IpAdapterWeights):
         encoder = part.image_encoder_folder
-        return part.source, (
+        files = (
             f"{part.subfolder}/{part.weight_name}",
-            f"{encoder}/*.json",
-            f"{encoder}/*.safetensors",
+            f"{encoder}/config.json",
+            f"{encoder}/model.safetensors",
         )
+        return part.source, files
     folder = f"{part.subfolder}/" if part.subfolder else ""
-    return part.source, (f"{folder}config.json", f"{folder}*.safetensors")
+    return part.source, (f"{folder}config.json", f"{folder}{part.weight_name}")
 
 
 def _require_parts(parts: AvatarParts, model: str) -> None:
-    """ModelLoadError, at once, for the first part whose weights cannot be had: its
-    files by name and the config.json of each folder it takes whole."""
-    for source, patterns in part_files(parts):
-        for pattern in patterns:
-            path = pattern.replace("*.json", "config.json")
-            if "*" in path:
-                continue
+    """ModelLoadError, at once, for the first file of `parts` that cannot be had."""
+    for source, files in part_files(parts):
+        for path in files:
             try:
                 read_file(source, path)
             except ModelLoadError as error:
-                raise ModelLoadError(error.source, error.reason, model=model) from error
+                raise ModelLoadError(
+                    error.source, f"{path}: {error.reason}", model=model
+                ) from error
 
 
 def _tiny_vae(family: Family, vae: str) -> str | None:
@@ -172,28 +177,11 @@ def resolve_model(
     `controls` and `ip_adapter` name the avatar parts it loads with (see
     `avatar_parts`); their weights are checked as the model's are.
     """
-    if spec.startswith(LORA_PREFIX):
-        family, source = LCM_LORA, spec.removeprefix(LORA_PREFIX)
-    elif spec in FAMILIES:
-        family = FAMILIES[spec]
-        source = family.hub_id
-    elif spec in REGISTRY:
-        if controls or ip_adapter is not None:
-            raise UnknownModelSpec(
-                f"{spec} takes no --control or --ip-adapter; the diffusion families do"
-            )
+    found = _family_of(spec)
+    if found is None:
+        _no_parts(spec, controls, ip_adapter)
         return REGISTRY[spec]  # tiny, invert: nothing to fetch
-    elif "/" in spec or is_path(spec):
-        source = spec
-        try:
-            family = detect_family(read_model_index(spec))
-        except ValueError as error:
-            raise UnknownModelSpec(f"{spec}: {error}") from None
-    else:
-        raise UnknownModelSpec(
-            f"unknown model {spec!r}; known models: {', '.join(REGISTRY)}, "
-            f"{LORA_PREFIX}BASE, or a hub id (owner/name) or folder of a diffusers pipeline"
-        )
+    family, source = found
     parts = avatar_parts(family, controls, ip_adapter)
     if random_weights:
         # TODO(lead): random ControlNet/IP-Adapter weights of the real architecture.
@@ -204,8 +192,47 @@ def resolve_model(
         read_model_index(source)  # weights missing: fail now, not later in the worker
     except ModelLoadError as error:
         raise ModelLoadError(error.source, error.reason, model=spec) from error
-    _require_parts(parts, spec)
+    _require_parts(parts, spec + part_flags(controls, ip_adapter))
     return _family_entry(family, source, spec, vae, parts)
+
+
+def _family_of(spec: str) -> tuple[Family, str] | None:
+    """The family `spec` names and where its weights are; None for a registry id that
+    is no family (tiny, invert). A hub id or folder's model_index.json is read."""
+    if spec.startswith(LORA_PREFIX):
+        return LCM_LORA, spec.removeprefix(LORA_PREFIX)
+    if spec in FAMILIES:
+        return FAMILIES[spec], FAMILIES[spec].hub_id
+    if spec in REGISTRY:
+        return None
+    if "/" in spec or is_path(spec):
+        try:
+            return detect_family(read_model_index(spec)), spec
+        except ValueError as error:
+            raise UnknownModelSpec(f"{spec}: {error}") from None
+    raise UnknownModelSpec(
+        f"unknown model {spec!r}; known models: {', '.join(REGISTRY)}, "
+        f"{LORA_PREFIX}BASE, or a hub id (owner/name) or folder of a diffusers pipeline"
+    )
+
+
+def _no_parts(spec: str, controls: Sequence[str], ip_adapter: str | None) -> None:
+    if controls or ip_adapter is not None:
+        raise UnknownModelSpec(f"{spec} takes no --control or --ip-adapter; the families do")
+
+
+def part_downloads(
+    spec: str, controls: Sequence[str] = (), ip_adapter: str | None = None
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """What `realtime pull spec --control ... --ip-adapter ...` fetches besides the
+    model (`part_files`); UnknownModelSpec when its family lacks one."""
+    if not controls and ip_adapter is None:
+        return ()
+    found = _family_of(spec)
+    if found is None:
+        _no_parts(spec, controls, ip_adapter)
+        return ()
+    return part_files(avatar_parts(found[0], controls, ip_adapter))
 
 
 def random_weights_entry(family: Family, model_id: str) -> ModelEntry:
