@@ -63,7 +63,7 @@ def list_models() -> int:
             print(f"    --ip-adapter {adapter.name}: {where} ({adapter.licence})")
         if not family.ip_adapters:
             print("    no IP-Adapter exists for its UNet: avatars take sdxl-turbo or lcm, lcm-lora")
-    print(f"  tiny VAEs (TAESD, TAESDXL): MIT; {', '.join(BUILT_HERE)}: built here, no weights")
+    print(f"  TAESD, TAESDXL (the tiny VAEs): MIT; {', '.join(BUILT_HERE)}: built here, no weights")
     print("\nmissing weights: `realtime pull ID` where the Hugging Face Hub is reachable")
     return 0
 
