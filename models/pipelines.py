@@ -25,7 +25,11 @@ APACHE = "Apache-2.0"
 MIT = "MIT"
 OPENRAIL = "CreativeML OpenRAIL-M"
 OPENRAIL_PLUS = "CreativeML OpenRAIL++-M"
-STABILITY_NC = "Stability AI Non-Commercial Community (no commercial use without a licence)"
+STABILITY_NC = (
+    "Stability AI Community License (hub tag sai-nc-community): commercial use only"
+    " below $1M yearly revenue, else Stability's enterprise licence"
+)
+"""sd-turbo's and sdxl-turbo's terms: their cards' LICENSE.md (was non-commercial only)."""
 
 TAESD = "madebyollin/taesd"
 """The tiny autoencoder of SD 1.x/2.x latents (sd-turbo, LCM, LCM-LoRA)."""

@@ -85,8 +85,8 @@ def _sd15_folder(tmp_path: Path) -> str:
 
 def test_each_family_states_its_licence_and_the_parts_that_exist() -> None:
     assert all(family.licence for family in FAMILIES.values())
-    assert "Non-Commercial" in FAMILIES["sd-turbo"].licence
-    assert "Non-Commercial" in FAMILIES["sdxl-turbo"].licence
+    assert "sai-nc-community" in FAMILIES["sd-turbo"].licence
+    assert "sai-nc-community" in FAMILIES["sdxl-turbo"].licence
     assert FAMILIES["sd-turbo"].ip_adapters == ()  # none exists for SD 2.1
     for name in ("lcm", "lcm-lora", "sdxl-turbo"):
         adapters = {adapter.name: adapter for adapter in FAMILIES[name].ip_adapters}
