@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from models.family import Family, RandomConfigs
 from models.params import ParamSpec
-from models.pipelines import NO_SAFETY_CHECKER, TAESD
+from models.pipelines import (
+    MIT,
+    NO_SAFETY_CHECKER,
+    OPENRAIL,
+    OPENRAIL_PLUS,
+    SD15_CONTROLNETS,
+    SD15_IP_ADAPTERS,
+    TAESD,
+)
 
 GUIDANCE_SCALE = ParamSpec(
     "guidance_scale",
@@ -39,6 +47,9 @@ FAMILY = Family(
     parameters=0.98e9,  # SD 1.5's UNet with the guidance embedding, CLIP-L
     extra_params=(GUIDANCE_SCALE,),
     pipeline_options=NO_SAFETY_CHECKER,
+    licence=MIT,
+    controlnets=SD15_CONTROLNETS,
+    ip_adapters=SD15_IP_ADAPTERS,
 )
 
 # The LoRA is fused into the weights, so with random weights LCM-LoRA is its SD 1.5
@@ -59,4 +70,7 @@ LORA_FAMILY = Family(
     random_configs=RandomConfigs("stable-diffusion-v1-5", vae="taesd"),
     parameters=0.98e9,  # SD 1.5's UNet, CLIP-L
     pipeline_options=NO_SAFETY_CHECKER,
+    licence=f"{OPENRAIL} (the SD 1.5 base), {OPENRAIL_PLUS} (the LoRA)",
+    controlnets=SD15_CONTROLNETS,
+    ip_adapters=SD15_IP_ADAPTERS,
 )

@@ -199,13 +199,31 @@ def read_model_index(source: str) -> dict[str, Any]:
     return index
 
 
-def download(source: str) -> None:
-    """Fetch `source` (a hub id) into the Hugging Face cache, with progress bars:
-    a pipeline as `from_pretrained` reads it, anything else (a tiny VAE, a LoRA) whole."""
+def read_file(source: str, path: str) -> Path:
+    """The file at `path` in `source` (a folder, or a hub id: fetched unless cached);
+    ModelLoadError when it cannot be had."""
+    with load_errors(source):
+        if is_path(source):
+            found = Path(source).expanduser() / path
+            if not found.is_file():
+                raise ModelLoadError(source, f"no {path} in it")
+            return found
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(source, path))
+
+
+def download(source: str, patterns: Sequence[str] = ()) -> None:
+    """Fetch `source` (a hub id) into the Hugging Face cache, with progress bars: only
+    the files matching `patterns` if given (a part of a large repository), else a
+    pipeline as `from_pretrained` reads it, anything else (a tiny VAE, a LoRA) whole."""
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import EntryNotFoundError
 
     with load_errors(source):
+        if patterns:
+            snapshot_download(source, allow_patterns=list(patterns))
+            return
         try:
             hf_hub_download(source, "model_index.json")
         except EntryNotFoundError:

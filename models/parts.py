@@ -32,6 +32,14 @@ class ControlNetWeights:
     licence: str
     subfolder: str | None = None
     """Where in `source` its diffusers config and weights are, if not at the top."""
+    variant: str | None = None
+    """Its weights' variant (from_pretrained's `variant`): "fp16" where the repository
+    has safetensors only as diffusion_pytorch_model.fp16.safetensors."""
+
+    @property
+    def weight_name(self) -> str:
+        """The safetensors file from_pretrained reads, in `subfolder`."""
+        return f"diffusion_pytorch_model{f'.{self.variant}' if self.variant else ''}.safetensors"
 
 
 @dataclass(frozen=True, slots=True)

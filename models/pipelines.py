@@ -21,10 +21,48 @@ if TYPE_CHECKING:
 
     from models.loading import PipelineT
 
+APACHE = "Apache-2.0"
+MIT = "MIT"
+OPENRAIL = "CreativeML OpenRAIL-M"
+OPENRAIL_PLUS = "CreativeML OpenRAIL++-M"
+STABILITY_NC = (
+    "Stability AI Community License (hub tag sai-nc-community): commercial use only"
+    " below $1M yearly revenue, else Stability's enterprise licence"
+)
+"""sd-turbo's and sdxl-turbo's terms: their cards' LICENSE.md (was non-commercial only)."""
+
 TAESD = "madebyollin/taesd"
 """The tiny autoencoder of SD 1.x/2.x latents (sd-turbo, LCM, LCM-LoRA)."""
 TAESDXL = "madebyollin/taesdxl"
 """The tiny autoencoder of SDXL latents (sdxl-turbo)."""
+
+IP_ADAPTER = "h94/IP-Adapter"
+"""IP-Adapter's weights (Apache-2.0), with the CLIP ViT-H image encoder they all take."""
+IP_ADAPTER_ENCODER = "models/image_encoder"
+
+SD15_IP_ADAPTERS = (
+    IpAdapterWeights(
+        "plain", IP_ADAPTER, "models", "ip-adapter_sd15.safetensors", IP_ADAPTER_ENCODER, APACHE
+    ),
+    IpAdapterWeights(
+        "plus-face",
+        IP_ADAPTER,
+        "models",
+        "ip-adapter-plus-face_sd15.safetensors",
+        IP_ADAPTER_ENCODER,
+        APACHE,
+    ),
+)
+"""The IP-Adapters of SD 1.5's UNet (LCM, LCM-LoRA)."""
+
+SD15_CONTROLNETS = (
+    ControlNetWeights(
+        "face", "CrucibleAI/ControlNetMediaPipeFace", OPENRAIL, "diffusion_sd15", variant="fp16"
+    ),
+    ControlNetWeights("canny", "lllyasviel/control_v11p_sd15_canny", OPENRAIL, variant="fp16"),
+)
+"""The ControlNets of SD 1.5's UNet: MediaPipe face landmarks, canny edges. Both
+repositories hold safetensors only in fp16 (the fp32 weights are pickles)."""
 
 NO_SAFETY_CHECKER: Mapping[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
 """The options that build SD's and LCM's pipelines without their safety checker: only
@@ -100,7 +138,7 @@ def load_controlnet(weights: ControlNetWeights, pipeline: Any) -> Any:
     """Load a ControlNet for `pipeline`'s UNet, in its dtype, on its device."""
     from diffusers.models.controlnets.controlnet import ControlNetModel
 
-    options = {} if weights.subfolder is None else {"subfolder": weights.subfolder}
+    options = {"subfolder": weights.subfolder, "variant": weights.variant}
     with load_errors(weights.source):
         controlnet = ControlNetModel.from_pretrained(
             local_or_hub(weights.source), torch_dtype=pipeline.unet.dtype, **options

@@ -63,6 +63,7 @@ from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 from models.families import FAMILIES
+from models.parts import AvatarParts
 from models.pipelines import diffusers_class
 from models.tiny_parts import byte_tokenizer
 
@@ -128,6 +129,34 @@ def build_random_pipeline(family: str, device: str, dtype: torch.dtype) -> Diffu
         **components, feature_extractor=None, **spec.pipeline_options
     )
     return pipeline
+
+
+def add_random_parts(pipeline: Any, parts: AvatarParts) -> dict[str, Any]:
+    """Random parts for `pipeline`'s UNet, on its device and in its dtype: its IP-Adapter
+    loaded into the pipeline (a small image encoder: it runs once per reference), and
+    a ControlNet of the UNet's encoder structure per control, returned by control."""
+    import tempfile
+    from pathlib import Path
+
+    from models.tiny_parts import IP_ADAPTER_FILE, random_controlnet, save_random_ip_adapter
+
+    unet = pipeline.unet
+    # The ControlNets first: from_unet copies the UNet's config, which the IP-Adapter changes.
+    controlnets: dict[str, Any] = {}
+    for part in parts.controlnets:
+        controlnet: Any = random_controlnet(unet)
+        controlnets[part.control] = controlnet.to(device=unet.device, dtype=unet.dtype)
+    if parts.ip_adapter is not None:
+        with tempfile.TemporaryDirectory(prefix="realtime-ip-adapter-") as folder:
+            save_random_ip_adapter(Path(folder), unet)
+            pipeline.load_ip_adapter(
+                folder,
+                subfolder="",
+                weight_name=IP_ADAPTER_FILE,
+                image_encoder_folder="image_encoder",
+            )
+        pipeline.image_encoder.to(device=unet.device, dtype=unet.dtype)
+    return controlnets
 
 
 def _has_config(*path: str) -> bool:

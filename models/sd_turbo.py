@@ -9,7 +9,7 @@ Euler "trailing" schedule); text to image runs the StableDiffusionPipeline's.
 from __future__ import annotations
 
 from models.family import Family, RandomConfigs
-from models.pipelines import NO_SAFETY_CHECKER, TAESD
+from models.pipelines import NO_SAFETY_CHECKER, STABILITY_NC, TAESD
 
 FAMILY = Family(
     name="sd-turbo",
@@ -23,4 +23,8 @@ FAMILY = Family(
     random_configs=RandomConfigs("sd-turbo", vae="taesd"),
     parameters=1.21e9,  # OpenCLIP-H's text encoder, 23 of its 24 layers
     pipeline_options=NO_SAFETY_CHECKER,
+    licence=STABILITY_NC,
+    # SD 2.1 has no IP-Adapter: avatars take sdxl-turbo or the SD 1.5 line. Its
+    # ControlNets (thibaud/controlnet-sd21-canny-diffusers: licence "other") are not
+    # declared until their files and terms are checked.
 )

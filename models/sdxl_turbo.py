@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from models.family import Family, RandomConfigs
-from models.pipelines import TAESDXL
+from models.parts import ControlNetWeights, IpAdapterWeights
+from models.pipelines import (
+    APACHE,
+    IP_ADAPTER,
+    IP_ADAPTER_ENCODER,
+    OPENRAIL_PLUS,
+    STABILITY_NC,
+    TAESDXL,
+)
 
 
 def _vae_in_fp32(pipeline: Any) -> None:
@@ -37,4 +45,14 @@ FAMILY = Family(
     # Only the pipeline's __call__ would use the watermarker.
     pipeline_options={"add_watermarker": False},
     prepare=_vae_in_fp32,
+    licence=STABILITY_NC,
+    # The vit-h weights take SD 1.5's ViT-H image encoder (models/), not sdxl_models' bigG.
+    ip_adapters=tuple(
+        IpAdapterWeights(name, IP_ADAPTER, "sdxl_models", weights, IP_ADAPTER_ENCODER, APACHE)
+        for name, weights in (
+            ("plain", "ip-adapter_sdxl_vit-h.safetensors"),
+            ("plus-face", "ip-adapter-plus-face_sdxl_vit-h.safetensors"),
+        )
+    ),
+    controlnets=(ControlNetWeights("canny", "diffusers/controlnet-canny-sdxl-1.0", OPENRAIL_PLUS),),
 )

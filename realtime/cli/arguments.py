@@ -98,3 +98,23 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"delay_ms": 50}')
     return value
+
+
+def add_part_options(group: argparse._ActionsContainer) -> None:
+    """`--control` and `--ip-adapter`: the avatar parts (models/parts.py), for `serve`
+    and `pull` alike."""
+    group.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        dest="controls",
+        metavar="NAME",
+        help="load the model's ControlNet for this control signal (face, canny: "
+        "`realtime models` lists each model's); repeatable (default: none)",
+    )
+    group.add_argument(
+        "--ip-adapter",
+        metavar="NAME",
+        help="load the model's IP-Adapter for reference images (plain, plus-face); "
+        "none exists for sd-turbo (SD 2.1) (default: none)",
+    )

@@ -14,6 +14,7 @@ from models.loading import ModelLoadError, resolve_devices
 from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
 from realtime.cli.arguments import (
+    add_part_options,
     devices,
     fal_app,
     positive_float,
@@ -102,6 +103,7 @@ def add_options(serve: argparse.ArgumentParser) -> None:
         help="diffusion models decode with their family's tiny autoencoder (TAESD), their "
         "own full VAE (slower), or the AutoencoderTiny at SOURCE (default: %(default)s)",
     )
+    add_part_options(models)
     models.add_argument(
         "--compile",
         action="store_true",
@@ -406,7 +408,14 @@ def served_models(
     specs = tuple(dict.fromkeys(args.models or [DEFAULT_MODEL]))
     try:
         entries = [
-            _resolve(spec, parser, random_weights=args.random_weights, vae=args.vae)
+            _resolve(
+                spec,
+                parser,
+                random_weights=args.random_weights,
+                vae=args.vae,
+                controls=tuple(args.controls),
+                ip_adapter=args.ip_adapter,
+            )
             for spec in specs
         ]
     except ModelLoadError as error:
@@ -465,10 +474,18 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...]) -> ServerCo
 
 
 def _resolve(
-    spec: str, parser: argparse.ArgumentParser, *, random_weights: bool, vae: str
+    spec: str,
+    parser: argparse.ArgumentParser,
+    *,
+    random_weights: bool,
+    vae: str,
+    controls: tuple[str, ...],
+    ip_adapter: str | None,
 ) -> ModelEntry:
     try:
-        return resolve_model(spec, random_weights=random_weights, vae=vae)
+        return resolve_model(
+            spec, random_weights=random_weights, vae=vae, controls=controls, ip_adapter=ip_adapter
+        )
     except UnknownModelSpec as error:
         parser.error(str(error))
 

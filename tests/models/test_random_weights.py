@@ -14,8 +14,12 @@ from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_t
 )
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
+from frames.frame import ControlImage
+from models.base import ModelInput
 from models.families import FAMILIES
+from models.few_step import FewStepModel
 from models.random_weights import RANDOM_FAMILIES, build_random_pipeline
+from models.registry import resolve_model
 
 M = 1_000_000
 SD21_UNET = 865.9 * M
@@ -156,3 +160,19 @@ def test_lcm_builds_for_real_on_the_cpu_and_runs() -> None:
         ).images
     assert images.shape == (1, 128, 128, 3)
     assert np.isfinite(images).all()
+
+
+def test_random_parts_of_the_real_architecture_condition_a_frame() -> None:
+    """`--random-weights --control canny --ip-adapter plain`: a ControlNet of SD 1.5's
+    encoder and an IP-Adapter for its UNet, run through the engine once."""
+    entry = resolve_model("lcm-lora", random_weights=True, controls=("canny",), ip_adapter="plain")
+    assert entry.info.takes_reference
+    assert {"control", "control_scale", "reference_scale"} <= {p.name for p in entry.info.params}
+    model = entry.load("cpu")
+    assert isinstance(model, FewStepModel)
+    assert set(model.controlnets) == {"canny"} and model.reference_encoder is not None
+    pixels = np.full((128, 128, 3), 128, np.uint8)
+    params = {**entry.info.default_params, "steps": 1, "strength": 1.0, "control": "canny"}
+    control = ControlImage("canny", np.zeros((128, 128, 3), np.uint8))
+    [output] = model.run([ModelInput(pixels, params, {}, pixels, control)])
+    assert output.shape == (128, 128, 3)

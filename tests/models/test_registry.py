@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from models.families import FAMILIES
 from models.loading import ModelLoadError
-from models.registry import REGISTRY, UnknownModelSpec, resolve_model, weight_sources
+from models.registry import (
+    REGISTRY,
+    UnknownModelSpec,
+    avatar_parts,
+    part_downloads,
+    resolve_model,
+    weight_sources,
+)
 from session.session import Session
 
 
@@ -64,4 +72,94 @@ def test_what_pull_downloads() -> None:
         "madebyollin/taesd",
     )
     assert weight_sources("someone/some-pipeline") == ("someone/some-pipeline",)
-    assert set(REGISTRY) == {"tiny", "invert", "sd-turbo", "sdxl-turbo", "lcm", "lcm-lora"}
+    assert set(REGISTRY) == {
+        "tiny",
+        "tiny-avatar",
+        "invert",
+        "sd-turbo",
+        "sdxl-turbo",
+        "lcm",
+        "lcm-lora",
+    }
+
+
+def _sd15_folder(tmp_path: Path) -> str:
+    """An SD 1.5 pipeline's folder as far as resolving goes: its model_index.json."""
+    folder = tmp_path / "sd15"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return str(folder)
+
+
+def test_each_family_states_its_licence_and_the_parts_that_exist() -> None:
+    assert all(family.licence for family in FAMILIES.values())
+    assert "sai-nc-community" in FAMILIES["sd-turbo"].licence
+    assert "sai-nc-community" in FAMILIES["sdxl-turbo"].licence
+    assert FAMILIES["sd-turbo"].ip_adapters == ()  # none exists for SD 2.1
+    for name in ("lcm", "lcm-lora", "sdxl-turbo"):
+        adapters = {adapter.name: adapter for adapter in FAMILIES[name].ip_adapters}
+        assert set(adapters) == {"plain", "plus-face"}
+        assert all(adapter.licence == "Apache-2.0" for adapter in adapters.values())
+    assert [c.control for c in FAMILIES["lcm"].controlnets] == ["face", "canny"]
+    assert [c.control for c in FAMILIES["sdxl-turbo"].controlnets] == ["canny"]
+
+
+def test_parts_are_chosen_by_name() -> None:
+    parts = avatar_parts(FAMILIES["lcm"], ("face", "canny", "face"), "plus-face")
+    assert parts.controls == ("face", "canny")
+    assert parts.ip_adapter is not None
+    assert parts.ip_adapter.weight_name == "ip-adapter-plus-face_sd15.safetensors"
+    assert not avatar_parts(FAMILIES["lcm"])
+
+
+def test_a_part_the_family_lacks_is_refused_naming_what_it_has(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModelSpec, match="no ControlNet for control 'depth'; it has: face"):
+        resolve_model("lcm", controls=("depth",))
+    with pytest.raises(UnknownModelSpec, match="no IP-Adapter 'full'; it has: plain, plus-face"):
+        resolve_model("sdxl-turbo", ip_adapter="full")
+    with pytest.raises(UnknownModelSpec, match=r"sd-turbo has no IP-Adapter.*use sdxl-turbo"):
+        resolve_model("sd-turbo", ip_adapter="plain")
+    with pytest.raises(UnknownModelSpec, match="invert takes no --control"):
+        resolve_model("invert", controls=("face",))
+
+
+def test_missing_part_weights_fail_at_resolve_naming_the_piece(tmp_path: Path) -> None:
+    spec = f"lcm-lora:{_sd15_folder(tmp_path)}"
+    assert resolve_model(spec).info.id == spec  # the model itself is here
+    with pytest.raises(ModelLoadError) as missing:
+        resolve_model(spec, ip_adapter="plus-face")
+    assert missing.value.source == "h94/IP-Adapter"
+    assert "models/ip-adapter-plus-face_sd15.safetensors" in str(missing.value)
+    assert f"realtime pull {spec} --ip-adapter plus-face" in str(missing.value)
+    with pytest.raises(ModelLoadError) as missing:
+        resolve_model(spec, controls=("face",))
+    assert missing.value.source == "CrucibleAI/ControlNetMediaPipeFace"
+
+
+def test_what_pull_downloads_for_parts_is_only_their_files() -> None:
+    assert part_downloads("lcm") == ()
+    assert part_downloads("lcm", ("face",), "plus-face") == (
+        (
+            "CrucibleAI/ControlNetMediaPipeFace",
+            (
+                "diffusion_sd15/config.json",
+                "diffusion_sd15/diffusion_pytorch_model.fp16.safetensors",
+            ),
+        ),
+        (
+            "h94/IP-Adapter",
+            (
+                "models/ip-adapter-plus-face_sd15.safetensors",
+                "models/image_encoder/config.json",
+                "models/image_encoder/model.safetensors",
+            ),
+        ),
+    )
+    assert part_downloads("sdxl-turbo", ("canny",)) == (
+        (
+            "diffusers/controlnet-canny-sdxl-1.0",
+            ("config.json", "diffusion_pytorch_model.safetensors"),
+        ),
+    )
+    with pytest.raises(UnknownModelSpec, match="sd-turbo has no IP-Adapter"):
+        part_downloads("sd-turbo", ip_adapter="plain")

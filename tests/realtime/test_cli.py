@@ -36,7 +36,10 @@ def test_serve_refuses_an_unknown_model_before_starting() -> None:
     refused = realtime("serve", "--model", "no-such-model")
     assert refused.returncode == 2
     assert "unknown model 'no-such-model'" in refused.stderr
-    assert "known models: tiny, invert, sd-turbo, sdxl-turbo, lcm, lcm-lora" in refused.stderr
+    assert (
+        "known models: tiny, tiny-avatar, invert, sd-turbo, sdxl-turbo, lcm, lcm-lora"
+        in refused.stderr
+    )
 
 
 def test_serve_refuses_a_bad_number() -> None:
@@ -106,3 +109,46 @@ def test_pull_of_a_model_built_here_downloads_nothing() -> None:
     pulled = realtime("pull", "tiny")
     assert pulled.returncode == 0
     assert "needs no download" in pulled.stdout
+
+
+def test_models_shows_each_licence_and_the_parts_that_exist() -> None:
+    listed = realtime("models")
+    assert listed.returncode == 0
+    lines = [line.strip() for line in listed.stdout.splitlines()]
+    assert "lcm: MIT" in lines
+    assert any(line.startswith("sd-turbo: Stability AI Community License") for line in lines)
+    assert (
+        "--ip-adapter plus-face: h94/IP-Adapter/models/ip-adapter-plus-face_sd15.safetensors"
+        " (Apache-2.0)" in lines
+    )
+    assert "--control face: CrucibleAI/ControlNetMediaPipeFace/diffusion_sd15" in listed.stdout
+    assert "no IP-Adapter exists for its UNet" in listed.stdout
+
+
+def test_serve_and_pull_refuse_a_part_the_model_lacks_before_anything_else(
+    tmp_path: Path,
+) -> None:
+    for command in ("serve", "--model", "sd-turbo"), ("pull", "sd-turbo"):
+        refused = realtime(*command, "--ip-adapter", "plain", env=offline(tmp_path))
+        assert refused.returncode == 2
+        assert "sd-turbo has no IP-Adapter" in refused.stderr
+        assert "use sdxl-turbo or the SD 1.5 line" in refused.stderr
+        assert "pulling" not in refused.stdout  # nothing downloaded first
+    refused = realtime("serve", "--model", "lcm", "--control", "depth", env=offline(tmp_path))
+    assert refused.returncode == 2
+    assert "lcm has no ControlNet for control 'depth'; it has: face, canny" in refused.stderr
+
+
+def test_serve_without_a_part_exits_at_once_naming_it_and_what_to_do(tmp_path: Path) -> None:
+    base = tmp_path / "sd15"  # the model itself is here: only the part is missing
+    base.mkdir()
+    (base / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    spec = f"lcm-lora:{base}"
+    refused = realtime("serve", "--model", spec, "--ip-adapter", "plus-face", env=offline(tmp_path))
+    assert refused.returncode == 1
+    message = refused.stderr.strip()
+    assert message.startswith(f"realtime serve: cannot load model {spec} --ip-adapter plus-face")
+    assert "(h94/IP-Adapter)" in message
+    assert "models/ip-adapter-plus-face_sd15.safetensors" in message
+    assert f"realtime pull {spec} --ip-adapter plus-face" in message
+    assert "Traceback" not in refused.stderr
