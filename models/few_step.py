@@ -85,7 +85,7 @@ class _Frame:
     generator: torch.Generator
     image: ImageConditioning
     stability: float
-    """The share of the session's previous output latent in this frame's (img2img)."""
+    """The share of the session's average of its earlier frame latents in this one's."""
     state: dict[str, Any]
 
     @property

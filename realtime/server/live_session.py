@@ -127,20 +127,22 @@ class LiveSession:
             self._decoder = asyncio.create_task(self._decode_images(reply))
 
     async def _decode_images(self, reply: Callable[[Message], Awaitable[None]]) -> None:
-        info = self.session.model
-        limits = self.session.limits
         while (image := self._undecoded.take()) is not None:
-            decode = partial(
-                self.worker.codec.decode,
-                image.data,
-                info.width,
-                info.height,
-                max_size=limits.max_image_size,
-                max_pixels=limits.max_image_pixels,
-            )
-            error = await self._receive(decode, image.received_at, image.tag)
+            error = await self._receive(self._decoding(image.data), image.received_at, image.tag)
             if error is not None:
                 await reply(error)
+
+    def _decoding(self, data: bytes) -> Callable[[], Pixels | DevicePixels]:
+        """Decoding `data` to the model's size, within the session's image limits."""
+        info, limits = self.session.model, self.session.limits
+        return partial(
+            self.worker.codec.decode,
+            data,
+            info.width,
+            info.height,
+            max_size=limits.max_image_size,
+            max_pixels=limits.max_image_pixels,
+        )
 
     async def receive_video_frame(self, frame: av.VideoFrame, skipped: int = 0) -> None:
         """A decoded video frame arrived, overtaking `skipped` older ones."""
@@ -204,19 +206,9 @@ class LiveSession:
         pixels = None
         if data is not None:
             self.session.check_takes_reference()  # before decoding what it cannot use
-            info, limits = self.session.model, self.session.limits
-            decode = partial(
-                self.worker.codec.decode,
-                data,
-                info.width,
-                info.height,
-                max_size=limits.max_image_size,
-                max_pixels=limits.max_image_pixels,
-            )
+            decode = partial(self._unless_closed, self._decoding(data))
             try:
-                pixels = on_host(
-                    await self.lease.decoders.run(partial(self._unless_closed, decode))
-                )
+                pixels = on_host(await self.lease.decoders.run(decode))
             except BadImage as error:
                 raise InvalidParams(f"reference: {error}", field="reference") from None
         self.session.set_reference(pixels, time.perf_counter())
