@@ -98,7 +98,7 @@ def _rss_gib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
-def _load_average() -> str:
+def load_average() -> str:
     try:
         return f"{os.getloadavg()[0]:.2f}"
     except OSError:
@@ -187,12 +187,12 @@ def measure_family(name: str, args: argparse.Namespace) -> tuple[list[dict[str, 
         for steps, batch in itertools.product(args.steps, args.batch):
             calls = unet_calls(model, steps, None if text_to_image else args.strength)
             what = f"{name} {mode} steps {steps} batch {batch}"
-            _progress(f"{what}: warming up")
+            progress(f"{what}: warming up")
             inputs = sessions(model, batch, text_to_image, steps, args.strength)
             warmup = [timed_call(model, inputs, cuda) for _ in range(args.warmup)]
             samples = [timed_call(model, inputs, cuda) for _ in range(args.frames)]
             p50 = statistics.median(samples)
-            _progress(f"{what}: " + ", ".join(f"{s:.0f}" for s in samples))
+            progress(f"{what}: " + ", ".join(f"{s:.0f}" for s in samples))
             rows.append(
                 {
                     "family": name,
@@ -234,7 +234,7 @@ def measure_family(name: str, args: argparse.Namespace) -> tuple[list[dict[str, 
     return rows, note
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
@@ -331,7 +331,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     machine = machine_line(args.device)
-    load_before = _load_average()
+    load_before = load_average()
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for name in args.families:
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows += family_rows
         notes.append(note)
     # Other processes on the machine slow every number; the load average shows them.
-    notes.append(f"1-minute load average: {load_before} before, {_load_average()} after")
+    notes.append(f"1-minute load average: {load_before} before, {load_average()} after")
     settings = (
         f"{args.device}, {args.dtype}, steps {','.join(map(str, args.steps))}, "
         f"strength {args.strength:g} (img2img), "
