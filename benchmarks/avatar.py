@@ -36,12 +36,10 @@ import argparse
 import gc
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,23 +60,19 @@ from models.base import ModelInput
 from models.families import FAMILIES
 from models.few_step import FewStepModel
 from models.loading import resolve_device
-from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
-from models.pipelines import load_ip_adapter
-from models.random_weights import build_random_pipeline
+from models.parts import AvatarParts, ControlNetWeights
+from models.random_weights import add_random_parts, build_random_pipeline
 from models.tiny import TINY_AVATAR, load_tiny, load_tiny_avatar
-from models.tiny_parts import IP_ADAPTER_FILE, save_random_ip_adapter
 from realtime.bench.table import markdown_table
 
 CONTROL = "canny"
 """The control every control mode runs (one ControlNet)."""
 MODES = ("plain", "none", "reference", "control", "both")
 ANNOTATED = ("canny", "face")
-WITHOUT_IP_ADAPTER = ("sd-turbo",)
-"""Families no IP-Adapter exists for (SD 2.1's UNet); the others get a random one."""
 
 
 def build_pair(
-    name: str, args: argparse.Namespace, folder: Path
+    name: str, args: argparse.Namespace
 ) -> tuple[FewStepModel, Callable[[], FewStepModel]]:
     """`name` without avatar parts, and a function that adds them (call it after
     measuring the plain model: the real architectures share one pipeline)."""
@@ -89,21 +83,13 @@ def build_pair(
     plain = family.from_pipeline(pipeline, family.model_info(width=args.size, height=args.size))
 
     def with_parts() -> FewStepModel:
-        from diffusers.models.controlnets.controlnet import ControlNetModel
-
-        # Before the IP-Adapter: from_unet copies the UNet's encoder_hid_dim_type.
-        controlnet = ControlNetModel.from_unet(pipeline.unet, load_weights_from_unet=False)
-        controlnet.to(device=args.device, dtype=DTYPES[args.dtype])
-        ip_adapter = None
-        if name not in WITHOUT_IP_ADAPTER:
-            save_random_ip_adapter(folder, pipeline.unet)
-            ip_adapter = IpAdapterWeights(
-                "random", str(folder), "", IP_ADAPTER_FILE, "image_encoder", "random"
-            )
-            load_ip_adapter(pipeline, ip_adapter)
+        # The family's own parts (none but ControlNets for SD 2.1), random, as
+        # `--random-weights --control canny --ip-adapter plain` builds them.
+        ip_adapter = next(iter(family.ip_adapters), None)
         parts = AvatarParts((ControlNetWeights(CONTROL, "random", "random"),), ip_adapter)
+        controlnets = add_random_parts(pipeline, parts)
         info = family.model_info(width=args.size, height=args.size, parts=parts)
-        return family.from_pipeline(pipeline, info, {CONTROL: controlnet})
+        return family.from_pipeline(pipeline, info, controlnets)
 
     return plain, with_parts
 
@@ -175,27 +161,26 @@ def median_ms(call: Callable[[], object], repeats: int, cuda: bool) -> float:
 
 def measure_model(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     cuda = args.device.startswith("cuda")
-    with tempfile.TemporaryDirectory(prefix="realtime-avatar-bench-") as folder:
-        plain, with_parts = build_pair(name, args, Path(folder))
-        rows = measure(name, plain, "plain", args)
-        del plain
-        model = with_parts()
-        notes = []
-        for mode in MODES[1:]:
-            if model.reference_encoder is None and mode in ("reference", "both"):
-                notes.append(f"{name}: no IP-Adapter, no {mode} rows")
-                continue
-            rows += measure(name, model, mode, args)
-        encoder = model.reference_encoder
-        if encoder is not None:
-            reference = gradient_image(224, 224, seed=7)
-            ms = median_ms(lambda: encoder(reference), args.frames + 1, cuda)
-            parameters = sum(p.numel() for p in encoder.image_encoder.parameters())
-            notes.append(
-                f"{name}: encoding a reference (once per reference) {ms:.1f} ms, its random "
-                f"CLIP image encoder has {parameters / 1e6:.2f}M parameters "
-                "(h94/IP-Adapter's ViT-H/14: 632M)"
-            )
+    plain, with_parts = build_pair(name, args)
+    rows = measure(name, plain, "plain", args)
+    del plain
+    model = with_parts()
+    notes = []
+    for mode in MODES[1:]:
+        if model.reference_encoder is None and mode in ("reference", "both"):
+            notes.append(f"{name}: no IP-Adapter, no {mode} rows")
+            continue
+        rows += measure(name, model, mode, args)
+    encoder = model.reference_encoder
+    if encoder is not None:
+        reference = gradient_image(224, 224, seed=7)
+        ms = median_ms(lambda: encoder(reference), args.frames + 1, cuda)
+        parameters = sum(p.numel() for p in encoder.image_encoder.parameters())
+        notes.append(
+            f"{name}: encoding a reference (once per reference) {ms:.1f} ms, its random "
+            f"CLIP image encoder has {parameters / 1e6:.2f}M parameters "
+            "(h94/IP-Adapter's ViT-H/14: 632M)"
+        )
     del model
     gc.collect()
     if cuda:

@@ -92,7 +92,7 @@ TINY = ModelInfo(
 )
 
 TINY_CONTROLS = ("face", "canny")
-_AVATAR_FOLDER_NAME = "tiny-avatar-v1"  # Bump whenever build_tiny_avatar_parts builds differently.
+_AVATAR_FOLDER_NAME = "tiny-avatar-v3"  # Bump whenever build_tiny_avatar_parts builds differently.
 _CONTROL_GAIN = 2.0  # on the random ControlNets' output convs: the control visibly steers
 _REFERENCE_GAIN = 3.0  # on the IP-Adapter's keys and values: the reference visibly steers
 
@@ -146,7 +146,7 @@ def tiny_weights_folder() -> Path:
 
 
 def tiny_avatar_folder() -> Path:
-    """Return `$REALTIME_CACHE/tiny-avatar-v1`, building it (and the tiny model) if missing."""
+    """Return `$REALTIME_CACHE/tiny-avatar-v3`, building it (and the tiny model) if missing."""
     folder = _cache() / _AVATAR_FOLDER_NAME
     if not (folder / "ip-adapter" / IP_ADAPTER_FILE).is_file():
         _build_atomically(folder, partial(_build_avatar_parts, tiny_weights_folder()))
@@ -246,7 +246,11 @@ def _build_avatar_parts(tiny: Path, folder: Path) -> None:
     with torch.random.fork_rng(devices=[]):
         for seed, control in enumerate(TINY_CONTROLS):
             torch.manual_seed(seed)
-            random_controlnet(unet, gain=_CONTROL_GAIN).save_pretrained(folder / control)
+            # A small conditioning embedding: the published one would cost more than the UNet.
+            controlnet = random_controlnet(
+                unet, _CONTROL_GAIN, conditioning_channels=(16,) * 3 + (32,)
+            )
+            controlnet.save_pretrained(folder / control)
         torch.manual_seed(len(TINY_CONTROLS))
         save_random_ip_adapter(folder / "ip-adapter", unet, gain=_REFERENCE_GAIN)
 

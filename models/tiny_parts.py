@@ -102,21 +102,25 @@ def small_autoencoder_tiny(channels: int) -> AutoencoderTiny:
     return vae
 
 
-def random_controlnet(unet: UNet2DConditionModel, gain: float = 1.0) -> ControlNetModel:
+def random_controlnet(
+    unet: UNet2DConditionModel,
+    gain: float = 1.0,
+    conditioning_channels: tuple[int, ...] = (16, 32, 96, 256),
+) -> ControlNetModel:
     """A ControlNet for `unet` (its encoder's structure, as `ControlNetModel.from_unet`
     makes it), taking an RGB control image at the image's size, with every layer random.
 
     A real ControlNet starts with zeroed output convolutions, so that training
     begins from the UNet's own behaviour; random ones, times `gain`, make the
-    control image visibly steer an untrained model's output."""
+    control image visibly steer an untrained model's output. `conditioning_channels`:
+    those of the convolutions that bring the control image to the latent's size (each
+    but the first halves it); by default every published ControlNet's."""
     import torch
     from diffusers.models.controlnets.controlnet import ControlNetModel
 
-    channels = unet.config["block_out_channels"][0]
-    # Three stride-2 convolutions bring the image to the latent's size (8x smaller).
     controlnet: ControlNetModel = ControlNetModel.from_unet(
         unet,
-        conditioning_embedding_out_channels=(channels // 2,) * 3 + (channels,),
+        conditioning_embedding_out_channels=conditioning_channels,
         # Its own random weights: a ControlNet takes no guidance embedding, which LCM's
         # UNet has, so the UNet's time embedding would not load into it.
         load_weights_from_unet=False,
