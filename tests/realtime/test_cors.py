@@ -154,7 +154,10 @@ async def test_a_page_of_a_listed_origin_publishes_by_whip_and_plays_by_whep(
     browser_page: Page, server: ServerProcess, page_origin: str, client: str
 ) -> None:
     await browser_page.goto(f"{page_origin}/{client_page(client)}")
-    resources = await browser_page.evaluate("publishAndPlay", server.http_url)
+    # Page scripts may await forever (a fetch, ICE): every wait here is bounded.
+    resources = await asyncio.wait_for(
+        browser_page.evaluate("publishAndPlay", server.http_url), TIMEOUT_MS / 1000
+    )
     assert resources["session"].startswith(f"{server.http_url}/v1/whip/")
     assert resources["viewer"].startswith(f"{server.http_url}/v1/whep/")
     await browser_page.wait_for_function(
@@ -164,7 +167,8 @@ async def test_a_page_of_a_listed_origin_publishes_by_whip_and_plays_by_whep(
     sample = await browser_page.evaluate("sample(0.1, 0.9)")
     for camera, output in zip(sample["camera"], sample["output"], strict=True):
         assert abs(output - (255 - camera)) < 30, sample
-    await browser_page.evaluate("stop()")  # DELETEs the viewer, then the session
+    # DELETEs the viewer, then the session.
+    await asyncio.wait_for(browser_page.evaluate("stop()"), TIMEOUT_MS / 1000)
     await eventually(lambda: sessions(server) == 0, "the session to end")
 
 
