@@ -188,13 +188,8 @@ def load_pipeline(
 def read_model_index(source: str) -> dict[str, Any]:
     """The model_index.json of the pipeline at `source` (a folder, or a hub id: fetched
     unless cached); ModelLoadError when it cannot be had."""
+    path = read_file(source, "model_index.json")
     with load_errors(source):
-        if is_path(source):
-            path = Path(source).expanduser() / "model_index.json"
-        else:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(source, "model_index.json"))
         index: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return index
 
