@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
@@ -36,6 +37,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
+from frames.frame import Pixels
 from models.parts import AvatarParts, ControlNetWeights, IpAdapterWeights
 from models.tiny_parts import (
     IP_ADAPTER_FILE,
@@ -68,6 +70,19 @@ class FamilyFolders:
     lcm: Path
     lcm_lora: Path
     """LoRA weights for `sd`."""
+
+
+HEIGHT, WIDTH = 64, 96
+"""The size the families are tested at: not square, so that a height and width swapped
+anywhere shows."""
+
+
+def scene() -> Pixels:
+    """A HEIGHT x WIDTH gradient with a flat shape, like a face in a scene."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    pixels: Pixels = np.stack([x * 2, y * 3, (x + y)], axis=-1).astype(np.uint8)
+    pixels[16:48, 24:64] = (200, 40, 40)
+    return pixels
 
 
 def build_family_folders(root: Path) -> FamilyFolders:

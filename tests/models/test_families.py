@@ -32,7 +32,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2im
     StableDiffusionXLImg2ImgPipeline,
 )
 from diffusers.schedulers.scheduling_lcm import LCMScheduler
-from family_builders import FamilyFolders
+from family_builders import HEIGHT, WIDTH, FamilyFolders, scene
 from PIL import Image
 
 from frames.frame import Pixels
@@ -41,8 +41,6 @@ from models.families import FAMILIES, LCM, LCM_LORA, SD_TURBO, SDXL_TURBO, Famil
 from models.few_step import FewStepModel
 from models.loading import ModelLoadError
 from models.params import ParamConflict, ParamValue
-
-HEIGHT, WIDTH = 64, 96  # not square, so that a height and width swapped anywhere shows
 
 Params = dict[str, ParamValue]
 
@@ -213,11 +211,7 @@ def reference(case: Case, family_folders: FamilyFolders) -> Reference:
 
 @pytest.fixture(scope="module")
 def image() -> Pixels:
-    """A gradient with a flat shape, like a face in a scene."""
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    pixels = np.stack([x * 2, y * 3, (x + y)], axis=-1).astype(np.uint8)
-    pixels[16:48, 24:64] = (200, 40, 40)
-    return pixels
+    return scene()
 
 
 def test_frames_and_prompts_alone_make_images_of_the_info_size(

@@ -23,7 +23,7 @@ from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_i
     LatentConsistencyModelImg2ImgPipeline,
 )
 from diffusers.schedulers.scheduling_lcm import LCMScheduler
-from family_builders import FamilyFolders, build_avatar_parts
+from family_builders import HEIGHT, WIDTH, FamilyFolders, build_avatar_parts, scene
 from PIL import Image
 
 from frames.frame import ControlImage, Pixels
@@ -33,7 +33,6 @@ from models.few_step import FewStepModel
 from models.params import ParamValue
 from models.parts import AvatarParts
 
-HEIGHT, WIDTH = 64, 96
 Params = dict[str, ParamValue]
 
 
@@ -86,10 +85,7 @@ def model(case: Case, family_folders: FamilyFolders, parts: AvatarParts) -> FewS
 
 @pytest.fixture(scope="module")
 def image() -> Pixels:
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    pixels = np.stack([x * 2, y * 3, (x + y)], axis=-1).astype(np.uint8)
-    pixels[16:48, 24:64] = (200, 40, 40)
-    return pixels
+    return scene()
 
 
 def reference_image(seed: int) -> Pixels:
